@@ -1,0 +1,23 @@
+# posetransfer: one video of a person -> a person-specific neural video renderer.
+# Run `snakemake --cores 2` here; see README.md. Stages live in workflow/rules/,
+# their logic in the posetransfer package (src/posetransfer/); each rule calls one module.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/frames.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

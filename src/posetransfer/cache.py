@@ -1,0 +1,330 @@
+"""The one place that reads and writes HDF5 caches.
+
+Every cache is one file per subject per stage. It carries provenance attributes, stores
+frame-major chunked, compressed and checksummed (Fletcher-32) datasets, is written to a
+temporary name and renamed into place, and is opened through a validating reader that turns
+a truncated, corrupt or out-of-date file into one line naming the file.
+
+Reproducibility: the content is a pure function of the inputs. The one attribute that is not
+is ``created``; it honours ``SOURCE_DATE_EPOCH`` (the reproducible-builds convention), so with
+that variable set two runs give byte-identical files. :func:`content_digest` hashes everything
+except ``created`` for comparisons without it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from posetransfer import __version__
+from posetransfer.config import section_hash
+from posetransfer.errors import CacheError
+
+SCHEMA_VERSION = 1
+PROVENANCE_ATTRS = (
+    "kind",
+    "schema_version",
+    "package_version",
+    "config_hash",
+    "source_sha256",
+    "created",
+)
+# Rows per chunk for small per-frame arrays (keypoints, boxes): big enough to compress well.
+_SMALL_CHUNK_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """What a cache of one kind must contain: dataset name -> number of dimensions."""
+
+    datasets: Mapping[str, int]
+    attrs: Sequence[str] = field(default_factory=tuple)
+
+
+# Each stage registers what its cache holds; the reader checks it.
+SPECS: dict[str, CacheSpec] = {
+    "frames": CacheSpec(
+        datasets={
+            "frames": 4,
+            "source_index": 1,
+            "timestamps": 1,
+            "person_box": 2,
+            "person_found": 1,
+        },
+        attrs=("fps", "source_fps", "crop_box", "resolution", "source_size", "source_frames"),
+    ),
+    "synthetic_truth": CacheSpec(
+        datasets={
+            "mask": 3,
+            "face": 3,
+            "bary": 4,
+            "keypoints": 3,
+            "vertices": 3,
+        },
+        attrs=("fps", "width", "height", "camera_K", "camera_R", "camera_t"),
+    ),
+}
+
+
+def file_sha256(path: str | Path, block_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _created_timestamp() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = (
+        dt.datetime.fromtimestamp(int(epoch), tz=dt.UTC)
+        if epoch
+        else dt.datetime.now(tz=dt.UTC).replace(microsecond=0)
+    )
+    return moment.isoformat()
+
+
+class CacheWriter:
+    """A cache being written. Use :func:`write_cache`, which renames it into place on success."""
+
+    def __init__(self, handle: h5py.File) -> None:
+        self._file = handle
+
+    @property
+    def attrs(self) -> h5py.AttributeManager:
+        return self._file.attrs
+
+    def frame_dataset(
+        self, name: str, num_frames: int, frame_shape: Sequence[int], dtype: np.dtype | type
+    ) -> h5py.Dataset:
+        """An empty (N, *frame_shape) dataset, one chunk per frame, to be filled frame by frame."""
+        if num_frames < 1:
+            raise ValueError(f"dataset {name}: need at least one frame, got {num_frames}")
+        return self._file.create_dataset(
+            name,
+            shape=(num_frames, *frame_shape),
+            dtype=dtype,
+            chunks=(1, *frame_shape),
+            **_FILTERS,
+        )
+
+    def array(self, name: str, data: np.ndarray) -> h5py.Dataset:
+        """A small per-frame array written at once, chunked along frames."""
+        data = np.ascontiguousarray(data)
+        chunks = (min(len(data), _SMALL_CHUNK_ROWS), *data.shape[1:]) if data.ndim else None
+        return self._file.create_dataset(name, data=data, chunks=chunks, **_FILTERS)
+
+
+# gzip (portable: readable by any HDF5), shuffle for better ratios, Fletcher-32 to catch corruption.
+_FILTERS: dict[str, Any] = {
+    "compression": "gzip",
+    "compression_opts": 4,
+    "shuffle": True,
+    "fletcher32": True,
+    "track_times": False,  # no wall-clock time inside the file, so runs are byte-identical
+}
+
+
+@contextmanager
+def write_cache(
+    path: str | Path,
+    kind: str,
+    config_section: Any,
+    source_sha256: str,
+) -> Iterator[CacheWriter]:
+    """Write a cache atomically: to a temporary name beside ``path``, renamed on success only.
+
+    On any exception the temporary file is removed, so nothing half-written is left behind.
+    """
+    if kind not in SPECS:
+        raise ValueError(f"unknown cache kind {kind!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w", libver=("v110", "v110"), locking=False) as handle:
+            handle.attrs["kind"] = kind
+            handle.attrs["schema_version"] = SCHEMA_VERSION
+            handle.attrs["package_version"] = __version__
+            handle.attrs["config_hash"] = section_hash(config_section)
+            handle.attrs["source_sha256"] = source_sha256
+            handle.attrs["created"] = _created_timestamp()
+            yield CacheWriter(handle)
+            _check_contents(handle, kind, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_contents(handle: h5py.File, kind: str, path: Path) -> None:
+    spec = SPECS[kind]
+    for name, ndim in spec.datasets.items():
+        if name not in handle:
+            raise CacheError(f"{kind} cache lacks dataset {name!r}", path)
+        if handle[name].ndim != ndim:
+            raise CacheError(
+                f"{kind} cache dataset {name!r} has {handle[name].ndim} dimensions, "
+                f"expected {ndim}",
+                path,
+            )
+    for name in (*PROVENANCE_ATTRS, *spec.attrs):
+        if name not in handle.attrs:
+            raise CacheError(f"{kind} cache lacks attribute {name!r}", path)
+
+
+class Cache:
+    """A validated, open cache (read-only). Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: Path, handle: h5py.File) -> None:
+        self.path = path
+        self._file = handle
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def kind(self) -> str:
+        return str(self._file.attrs["kind"])
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in self._file.attrs.items()}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._file
+
+    def dataset(self, name: str) -> h5py.Dataset:
+        if name not in self._file:
+            raise CacheError(f"{self.kind} cache has no dataset {name!r}", self.path)
+        return self._file[name]
+
+    def read(self, name: str, index: Any = ()) -> np.ndarray:
+        """Read a dataset (or a slice of it); a corrupt chunk becomes a one-line CacheError."""
+        try:
+            return self.dataset(name)[index]
+        except OSError as exc:
+            raise CacheError(f"dataset {name!r} is corrupt ({_first_line(exc)})", self.path) from exc
+
+    def names(self) -> list[str]:
+        return sorted(self._file.keys())
+
+    def verify(self) -> None:
+        """Read every chunk of every dataset, so checksums catch any corrupted byte."""
+        for name in self.names():
+            dataset = self.dataset(name)
+            step = dataset.chunks[0] if dataset.chunks else max(len(dataset), 1)
+            for start in range(0, max(len(dataset), 1), step):
+                self.read(name, slice(start, start + step))
+
+
+def open_cache(path: str | Path, kind: str | None = None) -> Cache:
+    """Open and validate a cache; every problem is a one-line :class:`CacheError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CacheError("cache file not found", path)
+    if path.stat().st_size == 0:
+        raise CacheError("cache file is empty (0 bytes)", path)
+    try:
+        handle = h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise CacheError(
+            f"cannot open as HDF5, the file is truncated or corrupt ({_first_line(exc)})", path
+        ) from exc
+    try:
+        found_kind = str(handle.attrs.get("kind", ""))
+        if found_kind not in SPECS:
+            raise CacheError(f"not a posetransfer cache (kind {found_kind!r})", path)
+        if kind is not None and found_kind != kind:
+            raise CacheError(f"expected a {kind} cache, found a {found_kind} cache", path)
+        version = int(handle.attrs.get("schema_version", -1))
+        if version != SCHEMA_VERSION:
+            raise CacheError(
+                f"cache schema version {version}, this posetransfer reads version "
+                f"{SCHEMA_VERSION}: delete the file and re-run the workflow to rebuild it",
+                path,
+            )
+        _check_contents(handle, found_kind, path)
+        for name in SPECS[found_kind].datasets:
+            dataset = handle[name]
+            if len(dataset):  # read first and last rows: catches truncated chunk data quickly
+                dataset[0]
+                dataset[-1]
+    except CacheError:
+        handle.close()
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        handle.close()
+        raise CacheError(f"cache is corrupt ({_first_line(exc)})", path) from exc
+    return Cache(path, handle)
+
+
+def describe(path: str | Path, verify: bool = False) -> str:
+    """A readable summary of a cache: attributes, datasets, and whether it is valid."""
+    lines = [f"{path}"]
+    with open_cache(path) as cache:
+        lines.append("attributes:")
+        for key, value in cache.attrs.items():
+            lines.append(f"  {key}: {_short(value)}")
+        lines.append("datasets:")
+        for name in cache.names():
+            dataset = cache.dataset(name)
+            filters = ", ".join(
+                f for f in ("compression", "shuffle", "fletcher32") if getattr(dataset, f)
+            )
+            lines.append(
+                f"  {name}: shape {dataset.shape} {dataset.dtype}, chunks {dataset.chunks}"
+                f"{', ' + filters if filters else ''}"
+            )
+        if verify:
+            cache.verify()
+        lines.append(f"valid: yes ({'every chunk checksummed' if verify else 'structure checked'})")
+    return "\n".join(lines)
+
+
+def content_digest(path: str | Path) -> str:
+    """sha256 over every dataset and attribute except ``created``: equal for equal content."""
+    digest = hashlib.sha256()
+    with open_cache(path) as cache:
+        for key, value in sorted(cache.attrs.items()):
+            if key != "created":
+                digest.update(f"{key}={value!r};".encode())
+        for name in cache.names():
+            data = cache.read(name)
+            digest.update(f"{name}:{data.dtype}:{data.shape};".encode())
+            digest.update(np.ascontiguousarray(data).tobytes())
+    return digest.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__

@@ -1,0 +1,162 @@
+"""The ``posetransfer`` command: the stages the Snakemake rules call, plus tools for users.
+
+Every user-facing error is one line on stderr (``posetransfer: error: FILE: problem``) and a
+non-zero exit status; tracebacks are kept for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from posetransfer import __version__
+from posetransfer.errors import PosetransferError
+
+EPILOG = """\
+The workflow itself runs through Snakemake: `snakemake --cores 2` in the project folder.
+These subcommands are what its rules call; check-config and inspect are for you.
+Documentation: README.md in the project folder."""
+
+
+def _json(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="posetransfer",
+        description="Person-specific neural video rendering and pose transfer (Sun et al., TPAMI).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"posetransfer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate config.yaml and its subject sheet without running anything",
+        description="Validate a config file against workflow/schemas/config.schema.yaml, fill in "
+        "defaults, and check the subject sheet it names (every video must exist).",
+    )
+    check.add_argument(
+        "--config", default="config.yaml", type=Path, help="config file (default: %(default)s)"
+    )
+    check.add_argument("--show", action="store_true", help="print the config with every default filled in")
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="print a cache's datasets, attributes and validity",
+        description="Open an HDF5 cache through the validating reader and describe it. "
+        "Exit status 0 when valid, 1 otherwise.",
+    )
+    inspect.add_argument("cache", type=Path, metavar="CACHE.h5")
+    inspect.add_argument("--verify", action="store_true", help="read every chunk and check its checksum")
+
+    frames = commands.add_parser(
+        "frames",
+        help="decode a video, crop it around the person, write frames.h5 (a workflow stage)",
+        description="Decode VIDEO, find the person on every kept frame, crop one square around "
+        "all of them, resize to the resolution and write the frames cache and a contact sheet.",
+    )
+    frames.add_argument("video", type=Path)
+    frames.add_argument("out", type=Path, metavar="FRAMES.h5")
+    frames.add_argument("--preview", type=Path, required=True, metavar="PNG", help="contact sheet to write")
+    frames.add_argument("--params", type=_json, default={}, help="the config's frames section as JSON")
+    frames.add_argument("--tiles", type=int, default=12, help="frames in the contact sheet")
+
+    body = commands.add_parser(
+        "build-body-model",
+        help="build the Anny body model's cache once (about 45 s and 790 MB)",
+        description="Build Anny's model cache in CACHE_DIR and write MARKER when done.",
+    )
+    body.add_argument("cache_dir", type=Path)
+    body.add_argument("marker", type=Path)
+
+    synth = commands.add_parser(
+        "synthesize",
+        help="render the synthetic subject: a video plus ground truth (a workflow stage)",
+        description="Render the Anny body with a procedural texture and motion over a static "
+        "background; write an H.264 video, the ground-truth cache and a preview video.",
+    )
+    synth.add_argument("video", type=Path, metavar="VIDEO.mp4")
+    synth.add_argument("truth", type=Path, metavar="TRUTH.h5")
+    synth.add_argument("--preview", type=Path, required=True, metavar="MP4")
+    synth.add_argument("--seed", type=int, required=True)
+    synth.add_argument("--params", type=_json, default={}, help="the config's synthetic section as JSON")
+    synth.add_argument("--anny-cache", type=Path, required=True, help="Anny's model cache folder")
+    synth.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    synth.add_argument("--preview-seconds", type=float, default=4.0)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "check-config":
+        from posetransfer.config import load_config, load_subjects
+
+        config = load_config(args.config)
+        sheet = Path(config["subjects"])
+        subjects = load_subjects(sheet if sheet.is_absolute() else args.config.parent / sheet)
+        if args.show:
+            import yaml
+
+            print(yaml.safe_dump(config, sort_keys=False), end="")
+        print(f"{args.config}: valid; {len(subjects)} subject(s):")
+        for subject in subjects:
+            print(f"  {subject.name}: {subject.video}")
+        return 0
+    if args.command == "inspect":
+        from posetransfer.cache import describe
+
+        print(describe(args.cache, verify=args.verify))
+        return 0
+    if args.command == "frames":
+        from posetransfer import frames
+
+        params = frames.FramesParams.from_config(args.params)
+        frames.run(args.video, args.out, args.preview, params, args.tiles)
+        return 0
+    if args.command == "build-body-model":
+        from posetransfer.synthetic.body import build_model_cache
+
+        build_model_cache(args.cache_dir, args.marker)
+        return 0
+    if args.command == "synthesize":
+        from posetransfer import synthesize
+
+        synthesize.run(
+            args.video,
+            args.truth,
+            args.preview,
+            synthesize.SyntheticParams.from_config(args.params, seed=args.seed),
+            anny_cache=args.anny_cache,
+            device=args.device,
+            preview_seconds=args.preview_seconds,
+        )
+        return 0
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from posetransfer.progress import setup_logging
+
+    setup_logging(args.verbose)
+    try:
+        return _run(args)
+    except PosetransferError as exc:
+        print(f"posetransfer: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Config and subject sheet: load, fill defaults, validate; every problem is one line naming the key.
+
+The JSON Schemas in ``workflow/schemas/`` are the single definition of every key; this module
+is what the Snakefile and ``posetransfer check-config`` both call.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from posetransfer.errors import ConfigError
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SYNTHETIC_PREFIX = "synthetic:"
+
+
+def _load_schema(name: str) -> dict[str, Any]:
+    with open(SCHEMA_DIR / name, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _with_defaults(validator_class: type) -> type:
+    """Extend a jsonschema validator so that it fills in each property's ``default``."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # a jsonschema validator hook
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema and key not in instance:
+                    instance[key] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultingValidator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _describe(error: jsonschema.ValidationError, prefix: str) -> str:
+    """One line: which key, what is wrong with it."""
+    key = ".".join(str(part) for part in error.absolute_path)
+    where = f"{prefix}{key}" if key else prefix.rstrip(".") or "config"
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        names = ", ".join(f"{prefix}{key + '.' if key else ''}{name}" for name in unknown)
+        return f"unknown config key {names} (allowed here: {allowed})"
+    if error.validator == "enum":
+        choices = ", ".join(map(str, error.validator_value))
+        return f"config key {where}: {error.instance!r} is not one of: {choices}"
+    if error.validator == "multipleOf":
+        return f"config key {where}: {error.instance} is not a multiple of {error.validator_value}"
+    if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        relation = {
+            "minimum": "below the minimum",
+            "exclusiveMinimum": "not above",
+            "maximum": "above the maximum",
+            "exclusiveMaximum": "not below",
+        }[error.validator]
+        return f"config key {where}: {error.instance} is {relation} {error.validator_value}"
+    return f"config key {where}: {error.message}"
+
+
+def _validate(instance: dict[str, Any], schema: Mapping[str, Any], prefix: str) -> None:
+    validator = _DefaultingValidator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(_describe(errors[0], prefix))
+
+
+def validate_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return a validated copy of ``config`` with every default filled in."""
+    filled = copy.deepcopy(dict(config or {}))
+    _validate(filled, _load_schema("config.schema.yaml"), prefix="")
+    return filled
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({exc.__class__.__name__})", path) from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError("the config must be a mapping of keys to values", path)
+    try:
+        return validate_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), path) from None
+
+
+def section_hash(section: Any) -> str:
+    """Stable hash of a config section: what a cache records to say what produced it."""
+    canonical = json.dumps(section, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One row of the subject sheet."""
+
+    name: str
+    video: str  # a file path, or "synthetic:SEED"
+    notes: str = ""
+
+    @property
+    def synthetic_seed(self) -> int | None:
+        if not self.video.startswith(SYNTHETIC_PREFIX):
+            return None
+        return int(self.video[len(SYNTHETIC_PREFIX) :])
+
+
+def load_subjects(path: str | Path) -> list[Subject]:
+    """Read and validate the subject sheet; relative video paths are relative to the sheet."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("subject sheet not found", path)
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = [
+            row
+            for row in csv.reader(handle, delimiter="\t")
+            if row and not row[0].startswith("#")
+        ]
+    if not rows:
+        raise ConfigError("subject sheet is empty (expected a header: name, video, notes)", path)
+    header = [column.strip() for column in rows[0]]
+    if header[:2] != ["name", "video"] or not set(header) <= {"name", "video", "notes"}:
+        raise ConfigError(
+            f"subject sheet header is {header}; expected tab-separated columns name, video[, notes]",
+            path,
+        )
+    schema = _load_schema("subjects.schema.yaml")
+    subjects: list[Subject] = []
+    for line_number, row in enumerate(rows[1:], start=2):
+        record = {key: value.strip() for key, value in zip(header, row, strict=False)}
+        where = f"{path}, line {line_number}"
+        try:
+            _validate(record, schema, prefix="")
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("config key", "column"), where) from None
+        subjects.append(_check_row(Subject(**record), path.parent, where))
+    names = [subject.name for subject in subjects]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"subject name(s) used twice: {', '.join(duplicates)}", path)
+    if not subjects:
+        raise ConfigError("subject sheet lists no subjects", path)
+    return subjects
+
+
+def _check_row(subject: Subject, base: Path, where: str) -> Subject:
+    if subject.video.startswith(SYNTHETIC_PREFIX):
+        if not re.fullmatch(r"synthetic:\d+", subject.video):
+            raise ConfigError(f"video {subject.video!r}: expected synthetic:SEED, SEED >= 0", where)
+        return subject
+    video = Path(subject.video).expanduser()
+    if not video.is_absolute():
+        video = base / video
+    if not video.is_file():
+        raise ConfigError(f"subject {subject.name}: video file not found: {video}", where)
+    return Subject(name=subject.name, video=str(video), notes=subject.notes)

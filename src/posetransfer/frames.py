@@ -1,0 +1,201 @@
+"""The frames stage: decode a video, place one square crop around the person, cache the frames.
+
+Two passes over the video: the first finds the person's box on every kept frame (MediaPipe), the
+second crops every kept frame with the one box made from their union, resizes it to the
+configured resolution and writes it to ``frames.h5``. The crop box is kept, in source pixels, so
+outputs can be pasted back into the original video later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from posetransfer import cache, preview
+from posetransfer.detect import PersonDetector
+from posetransfer.errors import NoPersonError
+from posetransfer.progress import progress
+from posetransfer.video import probe, read_frames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FramesParams:
+    """The ``frames`` section of the config (see workflow/schemas/config.schema.yaml)."""
+
+    resolution: int = 256
+    max_frames: int | None = None
+    stride: int = 1
+    crop_margin: float = 0.15
+    pad_mode: str = "constant"
+    detector: str = "mediapipe"
+    detect_max_side: int = 640
+    min_visibility: float = 0.5
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> FramesParams:
+        return cls(**section)
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A square in source pixels; may extend past the image, where it is padded."""
+
+    x0: int
+    y0: int
+    side: int
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.x0, self.y0, self.side], dtype=np.int64)
+
+
+def select(index: int, kept: int, params: FramesParams) -> bool:
+    """Whether source frame ``index`` is kept, given ``kept`` frames were kept before it."""
+    return index % params.stride == 0 and (params.max_frames is None or kept < params.max_frames)
+
+
+def square_crop(boxes: np.ndarray, margin: float) -> CropBox:
+    """The square around the union of (N, 4) boxes, grown by ``margin`` x its longer side each way."""
+    found = boxes[~np.isnan(boxes).any(axis=1)]
+    x0, y0 = found[:, 0].min(), found[:, 1].min()
+    x1, y1 = found[:, 2].max(), found[:, 3].max()
+    side = max(x1 - x0, y1 - y0, 16.0) * (1.0 + 2.0 * margin)
+    side_px = int(np.ceil(side))
+    left = int(np.floor((x0 + x1) / 2.0 - side_px / 2.0))
+    top = int(np.floor((y0 + y1) / 2.0 - side_px / 2.0))
+    return CropBox(left, top, side_px)
+
+
+def crop_and_resize(image: np.ndarray, box: CropBox, resolution: int, pad_mode: str) -> np.ndarray:
+    """Cut ``box`` out of ``image`` (padding where it leaves the image) and resize it."""
+    height, width = image.shape[:2]
+    pad_left, pad_top = max(0, -box.x0), max(0, -box.y0)
+    pad_right = max(0, box.x0 + box.side - width)
+    pad_bottom = max(0, box.y0 + box.side - height)
+    inside = image[
+        max(0, box.y0) : min(height, box.y0 + box.side), max(0, box.x0) : min(width, box.x0 + box.side)
+    ]
+    border = cv2.BORDER_REPLICATE if pad_mode == "edge" else cv2.BORDER_CONSTANT
+    square = cv2.copyMakeBorder(inside, pad_top, pad_bottom, pad_left, pad_right, border, value=(0, 0, 0))
+    interpolation = cv2.INTER_AREA if box.side > resolution else cv2.INTER_CUBIC
+    return cv2.resize(square, (resolution, resolution), interpolation=interpolation)
+
+
+def _kept_frames(video: Path, params: FramesParams) -> Iterator[tuple[int, np.ndarray]]:
+    kept = 0
+    for index, image in enumerate(read_frames(video)):
+        if select(index, kept, params):
+            kept += 1
+            yield index, image
+        elif params.max_frames is not None and kept >= params.max_frames:
+            return
+
+
+def run(
+    video: str | Path, out: str | Path, preview_png: str | Path, params: FramesParams, tiles: int = 12
+) -> None:
+    """Decode ``video``, crop it around the person, write ``out`` (frames cache) and a preview."""
+    video = Path(video)
+    info = probe(video)
+    log.info(
+        "%s: %dx%d, %.3f fps, codec %s, %s frames in the container",
+        video, info.width, info.height, info.fps, info.codec, info.container_frames or "unknown",
+    )
+    source_sha256 = cache.file_sha256(video)
+
+    # Pass 1: the person's box on every kept frame.
+    indices, boxes = [], []
+    source_frames = 0
+    with PersonDetector(params.min_visibility, params.detect_max_side) as detector:
+        bar = progress(read_frames(video), info.container_frames or None, "detect person")
+        for index, image in enumerate(bar):
+            source_frames += 1
+            if select(index, len(indices), params):
+                box = detector.box(image)
+                indices.append(index)
+                boxes.append(np.full(4, np.nan, np.float32) if box is None else box)
+    if not indices:
+        raise NoPersonError("video has no decodable frames", video)
+    boxes_arr = np.stack(boxes)
+    found = ~np.isnan(boxes_arr).any(axis=1)
+    if not found.any():
+        raise NoPersonError(f"no person found in any of the {len(indices)} frames", video)
+    box = square_crop(boxes_arr, params.crop_margin)
+    log.info(
+        "person found on %d of %d frames; crop x0=%d y0=%d side=%d px -> %d px",
+        found.sum(), len(indices), box.x0, box.y0, box.side, params.resolution,
+    )
+    if not found.all():
+        log.warning("no person on %d frames: %s", (~found).sum(), _ranges(np.array(indices)[~found]))
+
+    # Pass 2: crop, resize and cache.
+    size = params.resolution
+    with cache.write_cache(out, "frames", asdict(params), source_sha256) as writer:
+        frames = writer.frame_dataset("frames", len(indices), (size, size, 3), np.uint8)
+        for row, (index, image) in enumerate(progress(_kept_frames(video, params), len(indices), "crop")):
+            if index != indices[row]:
+                raise RuntimeError(f"{video}: second decoding pass differs from the first")
+            frames[row] = crop_and_resize(image, box, size, params.pad_mode)
+        writer.array("source_index", np.asarray(indices, dtype=np.int64))
+        writer.array("timestamps", np.asarray(indices, dtype=np.float64) / info.fps)
+        writer.array("person_box", boxes_arr)
+        writer.array("person_found", found)
+        writer.attrs.update(
+            {
+                "fps": info.fps / params.stride,
+                "source_fps": info.fps,
+                "source_frames": source_frames,
+                "source_size": np.array([info.width, info.height], dtype=np.int64),
+                "source_path": str(video),
+                "crop_box": box.as_array(),
+                "resolution": size,
+            }
+        )
+    log.info("wrote %s: %d frames of %dx%d", out, len(indices), size, size)
+    write_preview(out, preview_png, video, tiles)
+
+
+def _ranges(indices: np.ndarray) -> str:
+    """'3-7, 12' for [3, 4, 5, 6, 7, 12]."""
+    parts, start = [], None
+    for position, value in enumerate(indices):
+        if start is None:
+            start = value
+        if position + 1 == len(indices) or indices[position + 1] != value + 1:
+            parts.append(f"{start}" if start == value else f"{start}-{value}")
+            start = None
+    return ", ".join(parts)
+
+
+def write_preview(frames_h5: str | Path, png: str | Path, video: str | Path, tiles: int = 12) -> None:
+    """A contact sheet: the source frame with the crop box, then evenly spaced cropped frames."""
+    with cache.open_cache(frames_h5, "frames") as frames:
+        count = len(frames.dataset("frames"))
+        picks = preview.evenly_spaced(count, tiles - 1)
+        crops = [frames.read("frames", i) for i in picks]
+        source_index = frames.read("source_index")
+        boxes = frames.read("person_box")
+        x0, y0, side = frames.attrs["crop_box"]
+    first = next(read_frames(video))
+    # Pad the source frame so the whole crop square shows, even where it leaves the image.
+    pad_left, pad_top = max(0, -int(x0)), max(0, -int(y0))
+    pad_right = max(0, int(x0 + side) - first.shape[1])
+    pad_bottom = max(0, int(y0 + side) - first.shape[0])
+    overview = cv2.copyMakeBorder(
+        first, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_CONSTANT, value=(64, 64, 64)
+    )
+    shift = np.array([pad_left, pad_top, pad_left, pad_top], dtype=np.float32)
+    thickness = max(2, round(max(overview.shape[:2]) / 250))
+    for x_a, y_a, x_b, y_b in boxes[~np.isnan(boxes).any(axis=1)] + shift:
+        cv2.rectangle(overview, (int(x_a), int(y_a)), (int(x_b), int(y_b)), (255, 210, 0), 1)
+    corner = (int(x0) + pad_left, int(y0) + pad_top)
+    cv2.rectangle(overview, corner, (corner[0] + int(side), corner[1] + int(side)), (0, 255, 0), thickness)
+    labels = ["source: boxes, crop"] + [f"frame {source_index[i]}" for i in picks]
+    preview.save_png(png, preview.contact_sheet([overview, *crops], labels, tile=192, columns=4))

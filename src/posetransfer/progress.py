@@ -1,0 +1,55 @@
+"""Progress bars and logging that read well both in a terminal and in a Snakemake log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TextIO, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+class _LineStream:
+    """Turns tqdm's carriage-return redraws into one plain line per update (for log files)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip()
+        if text:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def progress(iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
+    """tqdm on a terminal; in a log file, a plain line about every 10 seconds and at the end."""
+    if sys.stderr.isatty():
+        yield from tqdm(iterable, total=total, desc=desc, unit="frame", dynamic_ncols=True)
+        return
+    yield from tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit="frame",
+        file=_LineStream(sys.stderr),
+        mininterval=10.0,
+        ncols=100,
+        ascii=True,
+    )
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )

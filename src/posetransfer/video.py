@@ -1,0 +1,143 @@
+"""Video in and out through PyAV (FFmpeg): any common container and codec in, H.264 MP4 out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from posetransfer.errors import VideoError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about its first video stream."""
+
+    path: Path
+    width: int  # after the rotation the container asks for, i.e. as a viewer shows it
+    height: int
+    fps: float
+    codec: str
+    container_frames: int  # 0 where the container does not record it (e.g. webm)
+    rotation: int  # degrees the decoded frames are rotated by to display upright
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Open ``path``, decode its first frame and describe the video; problems are one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError("video file not found", path)
+    if path.stat().st_size == 0:
+        raise VideoError("video file is empty (0 bytes)", path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise VideoError("video stream has no frame rate", path)
+        first = next(_decode(container, stream, path), None)
+        if first is None:
+            raise VideoError("video has no decodable frames", path)
+        rotation = _rotation(first)
+        height, width = _upright(first.to_ndarray(format="rgb24"), rotation).shape[:2]
+        return VideoInfo(
+            path=path,
+            width=width,
+            height=height,
+            fps=float(rate),
+            codec=stream.codec_context.name,
+            container_frames=int(stream.frames or 0),
+            rotation=rotation,
+        )
+
+
+def read_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Yield every decodable frame as an (H, W, 3) uint8 RGB array, upright."""
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        for frame in _decode(container, stream, path):
+            yield _upright(frame.to_ndarray(format="rgb24"), _rotation(frame))
+
+
+def _decode(
+    container: av.container.InputContainer, stream: av.VideoStream, path: Path
+) -> Iterator[av.VideoFrame]:
+    try:
+        yield from container.decode(stream)
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"decoding failed ({exc.strerror or exc})", path) from exc
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    """Counter-clockwise display rotation in degrees (0, 90, 180, 270) from the display matrix."""
+    return round((frame.rotation or 0) / 90.0) * 90 % 360
+
+
+def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(image, k=rotation // 90)) if rotation else image
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc.__class__.__name__
+        raise VideoError(f"not a readable video ({reason})", path) from exc
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+    if not container.streams.video:
+        raise VideoError("file has no video stream", path)
+    return container.streams.video[0]
+
+
+def write_h264(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    crf: int = 23,
+) -> int:
+    """Write RGB frames as an H.264 MP4 (yuv420p, plays in every browser); returns frame count.
+
+    Written to a temporary name and renamed, so a failed write leaves nothing behind. Odd
+    sizes are padded by one pixel, since yuv420p needs even width and height.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.mp4")
+    count = 0
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.pix_fmt = "yuv420p"
+            # Fixed threads and no timestamps in metadata keep output reproducible.
+            stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+            stream.codec_context.thread_count = 1
+            container.metadata["encoder"] = "posetransfer"
+            for image in frames:
+                image = _even(np.asarray(image, dtype=np.uint8))
+                if count == 0:
+                    stream.height, stream.width = image.shape[:2]
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                container.mux(stream.encode(frame))
+                count += 1
+            if count == 0:
+                raise ValueError(f"{path}: no frames to write")
+            container.mux(stream.encode(None))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count
+
+
+def _even(image: np.ndarray) -> np.ndarray:
+    pad_h, pad_w = image.shape[0] % 2, image.shape[1] % 2
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return image

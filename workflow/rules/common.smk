@@ -1,0 +1,53 @@
+# Shared helpers: config validation, the subject sheet, and input functions.
+import json
+import os
+import shutil
+import sys
+
+from posetransfer.config import load_subjects, validate_config
+from posetransfer.errors import PosetransferError
+
+ENV = "../../envs/posetransfer.yaml"
+
+# Rules call the `posetransfer` command; find it beside this Python when the venv is not active.
+if shutil.which("posetransfer") is None:
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+
+# Validate before any job runs: one line naming the key or file, then stop.
+try:
+    _validated = validate_config(config)
+    SUBJECTS = {subject.name: subject for subject in load_subjects(_validated["subjects"])}
+except PosetransferError as error:
+    sys.exit(f"posetransfer: config error: {error}")
+config.clear()
+config.update(_validated)
+
+ANNY_MARKER = f"{config['anny_cache_dir']}/built.txt"
+
+
+wildcard_constraints:
+    subject="|".join(sorted(SUBJECTS)),
+
+
+def synthetic_subjects():
+    return [name for name, subject in SUBJECTS.items() if subject.synthetic_seed is not None]
+
+
+def subject_video(wildcards):
+    """The video a subject's frames come from: its file, or the rendered synthetic video."""
+    subject = SUBJECTS[wildcards.subject]
+    if subject.synthetic_seed is not None:
+        return f"results/{subject.name}/synthetic/video.mp4"
+    return subject.video
+
+
+def section_json(name):
+    """A config section as JSON, for a rule's command line."""
+    return json.dumps(config[name], sort_keys=True)
+
+
+def all_outputs():
+    outputs = expand("results/{subject}/frames.h5", subject=sorted(SUBJECTS))
+    outputs += expand("results/{subject}/previews/frames.png", subject=sorted(SUBJECTS))
+    outputs += expand("results/{subject}/previews/synthetic.mp4", subject=synthetic_subjects())
+    return outputs

@@ -1,0 +1,30 @@
+# Frames: decode the video, crop one square around the person, cache at the training resolution.
+
+
+rule frames:
+    input:
+        video=subject_video,
+    output:
+        cache="results/{subject}/frames.h5",
+        preview=report(
+            "results/{subject}/previews/frames.png",
+            caption="../report/frames.rst",
+            category="Frames",
+            labels={"subject": "{subject}", "view": "crop contact sheet"},
+        ),
+    params:
+        frames=section_json("frames"),
+        tiles=config["preview"]["tiles"],
+    log:
+        "logs/{subject}/frames.log",
+    benchmark:
+        "benchmarks/{subject}/frames.tsv"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "posetransfer frames {input.video:q} {output.cache:q} --preview {output.preview:q}"
+        " --params {params.frames:q} --tiles {params.tiles} > {log:q} 2>&1"

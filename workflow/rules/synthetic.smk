@@ -1,0 +1,54 @@
+# The embedded default subject: rendered by the workflow itself, with ground truth.
+
+
+rule body_model:
+    output:
+        ANNY_MARKER,
+    params:
+        cache_dir=config["anny_cache_dir"],
+    log:
+        "logs/body_model.log",
+    benchmark:
+        "benchmarks/body_model.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "posetransfer build-body-model {params.cache_dir:q} {output:q} > {log:q} 2>&1"
+
+
+rule synthesize:
+    input:
+        body_model=ANNY_MARKER,
+    output:
+        video="results/{subject}/synthetic/video.mp4",
+        truth="results/{subject}/synthetic/truth.h5",
+        preview=report(
+            "results/{subject}/previews/synthetic.mp4",
+            caption="../report/synthetic.rst",
+            category="Synthetic subject",
+            labels={"subject": "{subject}", "view": "render with ground truth"},
+        ),
+    params:
+        seed=lambda wildcards: SUBJECTS[wildcards.subject].synthetic_seed,
+        synthetic=section_json("synthetic"),
+        cache_dir=config["anny_cache_dir"],
+        device=config["device"],
+        seconds=config["preview"]["seconds"],
+    log:
+        "logs/{subject}/synthesize.log",
+    benchmark:
+        "benchmarks/{subject}/synthesize.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "posetransfer synthesize {output.video:q} {output.truth:q} --preview {output.preview:q}"
+        " --seed {params.seed} --params {params.synthetic:q} --anny-cache {params.cache_dir:q}"
+        " --device {params.device} --preview-seconds {params.seconds} > {log:q} 2>&1"
