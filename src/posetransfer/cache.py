@@ -159,7 +159,7 @@ def write_cache(
             handle.attrs["source_sha256"] = source_sha256
             handle.attrs["created"] = _created_timestamp()
             yield CacheWriter(handle)
-            _check_contents(handle, kind, tmp)
+            _check_contents(handle, kind, path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

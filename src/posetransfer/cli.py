@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         frames.run(args.video, args.out, args.preview, params, args.tiles)
         return 0
     if args.command == "build-body-model":
-        from posetransfer.synthetic.body import build_model_cache
+        from posetransfer.synthesize import build_model_cache
 
         build_model_cache(args.cache_dir, args.marker)
         return 0

@@ -9,9 +9,9 @@ from posetransfer.errors import PosetransferError
 
 ENV = "../../envs/posetransfer.yaml"
 
-# Rules call the `posetransfer` command; find it beside this Python when the venv is not active.
+# Rules call the `posetransfer` command: find it beside this Python when no venv is active.
 if shutil.which("posetransfer") is None:
-    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+    os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH")]))
 
 # Validate before any job runs: one line naming the key or file, then stop.
 try:

@@ -5,7 +5,7 @@ rule body_model:
     output:
         ANNY_MARKER,
     params:
-        cache_dir=config["anny_cache_dir"],
+        cache_dir=lambda wildcards, output: os.path.dirname(output[0]),
     log:
         "logs/body_model.log",
     benchmark:
@@ -35,7 +35,7 @@ rule synthesize:
     params:
         seed=lambda wildcards: SUBJECTS[wildcards.subject].synthetic_seed,
         synthetic=section_json("synthetic"),
-        cache_dir=config["anny_cache_dir"],
+        cache_dir=lambda wildcards, input: os.path.dirname(input.body_model),
         device=config["device"],
         seconds=config["preview"]["seconds"],
     log:

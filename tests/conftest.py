@@ -1,0 +1,73 @@
+"""Shared fixtures: the repository, the real clips in ../shared/data, small videos made here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+REAL_VIDEOS = ("juggler_a.mp4", "dogplay_b.mp4", "squats_c.mp4")
+
+# Same-seed runs must give byte-identical caches; fix the one time-stamped attribute.
+os.environ.setdefault("SOURCE_DATE_EPOCH", "1767225600")
+
+
+def real_video(name: str) -> Path:
+    """A real clip from ../shared/data, or skip where that folder is absent (users' machines)."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"real test video {path} is absent (../shared/data exists only beside CI checkouts)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def anny_cache_dir() -> Path:
+    """Anny's model cache, shared with the workflow's default so it is built once (~45 s)."""
+    path = Path(os.environ.get("POSETRANSFER_TEST_ANNY_CACHE", REPO / "results" / ".anny"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+VideoMaker = Callable[..., Path]
+
+
+def encode(
+    path: Path, frames: Sequence[np.ndarray], fps: float, codec: str = "libx264", pix_fmt: str = "yuv420p"
+) -> Path:
+    """Write RGB frames with PyAV in any container/codec (test inputs only)."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        stream.thread_count = 1
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture
+def make_video(tmp_path: Path) -> VideoMaker:
+    def make(name: str, frames: Sequence[np.ndarray], fps: float = 24.0, codec: str = "libx264",
+             pix_fmt: str = "yuv420p") -> Path:
+        return encode(tmp_path / name, frames, fps, codec, pix_fmt)
+
+    return make
+
+
+def moving_squares(count: int = 6, height: int = 96, width: int = 128) -> list[np.ndarray]:
+    """Frames with no person in them: a square sliding over a gradient."""
+    frames = []
+    for index in range(count):
+        image = np.zeros((height, width, 3), np.uint8)
+        image[..., 0] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
+        image[20:50, 10 + 8 * index : 40 + 8 * index] = (255, 255, 0)
+        frames.append(image)
+    return frames

@@ -1,0 +1,127 @@
+import hashlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from posetransfer import cache
+from posetransfer.errors import CacheError
+
+
+def _write_frames_cache(path: Path, fail_midway: bool = False, values: int = 0) -> Path:
+    with cache.write_cache(path, "frames", {"resolution": 32}, source_sha256="ab" * 32) as writer:
+        frames = writer.frame_dataset("frames", 4, (32, 32, 3), np.uint8)
+        for index in range(4):
+            frames[index] = index + values
+            if fail_midway and index == 1:
+                raise RuntimeError("killed")
+        writer.array("source_index", np.arange(4))
+        writer.array("timestamps", np.arange(4) / 24.0)
+        writer.array("person_box", np.zeros((4, 4), np.float32))
+        writer.array("person_found", np.ones(4, bool))
+        writer.attrs.update(
+            fps=24.0, source_fps=24.0, crop_box=[0, 0, 32], resolution=32, source_size=[32, 32],
+            source_frames=4,
+        )
+    return path
+
+
+def test_cache_round_trip_with_provenance(tmp_path):
+    path = _write_frames_cache(tmp_path / "frames.h5")
+    with cache.open_cache(path, "frames") as opened:
+        attrs = opened.attrs
+        assert attrs["kind"] == "frames"
+        assert attrs["schema_version"] == cache.SCHEMA_VERSION
+        assert attrs["source_sha256"] == "ab" * 32
+        assert attrs["config_hash"] == cache.section_hash({"resolution": 32})
+        assert attrs["package_version"]
+        assert attrs["created"].startswith("20")
+        frames = opened.dataset("frames")
+        assert frames.chunks == (1, 32, 32, 3), "frame-major chunks: one frame per chunk"
+        assert frames.compression == "gzip" and frames.fletcher32
+        assert opened.read("frames", 3).max() == 3
+        opened.verify()
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path):
+    with pytest.raises(RuntimeError, match="killed"):
+        _write_frames_cache(tmp_path / "frames.h5", fail_midway=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_incomplete_cache_is_refused_and_removed(tmp_path):
+    with pytest.raises(CacheError, match=r"f.h5: frames cache lacks dataset"):
+        with cache.write_cache(tmp_path / "f.h5", "frames", {}, "x") as writer:
+            writer.frame_dataset("frames", 1, (8, 8, 3), np.uint8)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_content_gives_byte_identical_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    first = _write_frames_cache(tmp_path / "a.h5")
+    second = _write_frames_cache(tmp_path / "b.h5")
+    assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
+    third = _write_frames_cache(tmp_path / "c.h5", values=1)
+    assert cache.content_digest(first) != cache.content_digest(third)
+
+
+def test_content_digest_ignores_only_the_creation_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    first = _write_frames_cache(tmp_path / "a.h5")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1800000000")
+    second = _write_frames_cache(tmp_path / "b.h5")
+    assert first.read_bytes() != second.read_bytes()
+    assert cache.content_digest(first) == cache.content_digest(second)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_truncated_cache_is_one_line_error(tmp_path, keep):
+    path = _write_frames_cache(tmp_path / "frames.h5")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CacheError) as error:
+        cache.open_cache(path)
+    message = str(error.value)
+    assert message.startswith(str(path)) and "truncated or corrupt" in message
+    assert "\n" not in message
+
+
+def test_corrupt_chunk_is_caught_by_its_checksum(tmp_path):
+    path = _write_frames_cache(tmp_path / "frames.h5")
+    with h5py.File(path, "r") as handle:
+        offset = handle["frames"].id.get_chunk_info(2).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with cache.open_cache(path) as opened, pytest.raises(CacheError, match="dataset 'frames' is corrupt"):
+        opened.verify()
+
+
+def test_other_schema_version_and_kind_are_refused(tmp_path):
+    path = _write_frames_cache(tmp_path / "frames.h5")
+    with pytest.raises(CacheError, match="expected a synthetic_truth cache, found a frames cache"):
+        cache.open_cache(path, "synthetic_truth")
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["schema_version"] = 0
+    with pytest.raises(CacheError, match="schema version 0"):
+        cache.open_cache(path)
+
+
+def test_missing_empty_and_foreign_files(tmp_path):
+    with pytest.raises(CacheError, match="cache file not found"):
+        cache.open_cache(tmp_path / "nope.h5")
+    (tmp_path / "empty.h5").write_bytes(b"")
+    with pytest.raises(CacheError, match=r"empty \(0 bytes\)"):
+        cache.open_cache(tmp_path / "empty.h5")
+    with h5py.File(tmp_path / "foreign.h5", "w") as handle:
+        handle["x"] = 1
+    with pytest.raises(CacheError, match="not a posetransfer cache"):
+        cache.open_cache(tmp_path / "foreign.h5")
+
+
+def test_describe_lists_datasets_attributes_and_validity(tmp_path):
+    text = cache.describe(_write_frames_cache(tmp_path / "frames.h5"), verify=True)
+    assert "frames: shape (4, 32, 32, 3) uint8" in text
+    assert "source_sha256: " + "ab" * 32 in text
+    assert "valid: yes" in text
