@@ -51,9 +51,11 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
 
 
 def test_incomplete_cache_is_refused_and_removed(tmp_path):
-    with pytest.raises(CacheError, match=r"f.h5: frames cache lacks dataset"):
-        with cache.write_cache(tmp_path / "f.h5", "frames", {}, "x") as writer:
-            writer.frame_dataset("frames", 1, (8, 8, 3), np.uint8)
+    with (
+        pytest.raises(CacheError, match=r"f\.h5: frames cache lacks dataset"),
+        cache.write_cache(tmp_path / "f.h5", "frames", {}, "x") as writer,
+    ):
+        writer.frame_dataset("frames", 1, (8, 8, 3), np.uint8)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -64,7 +64,7 @@ def test_missing_empty_and_unreadable_files_are_one_line_errors(tmp_path):
     with pytest.raises(VideoError, match=r"empty.mp4: video file is empty \(0 bytes\)"):
         probe(tmp_path / "empty.mp4")
     (tmp_path / "text.mp4").write_text("this is not a video\n" * 50)
-    with pytest.raises(VideoError, match="text.mp4: not a readable video") as error:
+    with pytest.raises(VideoError, match=r"text\.mp4: not a readable video") as error:
         probe(tmp_path / "text.mp4")
     assert "\n" not in str(error.value)
 
@@ -74,7 +74,7 @@ def test_video_without_decodable_frames(tmp_path, make_video):
     # Keep the container header, destroy every byte of frame data after it.
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(good[:48] + bytes(len(good) - 48))
-    with pytest.raises(VideoError, match="broken.mp4: "):
+    with pytest.raises(VideoError, match=r"broken\.mp4: "):
         probe(broken)
 
 

@@ -66,8 +66,8 @@ def square_crop(boxes: np.ndarray, margin: float) -> CropBox:
     found = boxes[~np.isnan(boxes).any(axis=1)]
     x0, y0 = found[:, 0].min(), found[:, 1].min()
     x1, y1 = found[:, 2].max(), found[:, 3].max()
-    side = max(x1 - x0, y1 - y0, 16.0) * (1.0 + 2.0 * margin)
-    side_px = int(np.ceil(side))
+    side = float(max(x1 - x0, y1 - y0, 16.0)) * (1.0 + 2.0 * margin)
+    side_px = int(np.ceil(side - 1e-3))  # tolerate float error: 200 x 1.2 is 240, not 241
     left = int(np.floor((x0 + x1) / 2.0 - side_px / 2.0))
     top = int(np.floor((y0 + y1) / 2.0 - side_px / 2.0))
     return CropBox(left, top, side_px)
