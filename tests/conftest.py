@@ -55,8 +55,13 @@ def encode(
 
 @pytest.fixture
 def make_video(tmp_path: Path) -> VideoMaker:
-    def make(name: str, frames: Sequence[np.ndarray], fps: float = 24.0, codec: str = "libx264",
-             pix_fmt: str = "yuv420p") -> Path:
+    def make(
+        name: str,
+        frames: Sequence[np.ndarray],
+        fps: float = 24.0,
+        codec: str = "libx264",
+        pix_fmt: str = "yuv420p",
+    ) -> Path:
         return encode(tmp_path / name, frames, fps, codec, pix_fmt)
 
     return make

@@ -21,7 +21,11 @@ def _write_frames_cache(path: Path, fail_midway: bool = False, values: int = 0) 
         writer.array("person_box", np.zeros((4, 4), np.float32))
         writer.array("person_found", np.ones(4, bool))
         writer.attrs.update(
-            fps=24.0, source_fps=24.0, crop_box=[0, 0, 32], resolution=32, source_size=[32, 32],
+            fps=24.0,
+            source_fps=24.0,
+            crop_box=[0, 0, 32],
+            resolution=32,
+            source_size=[32, 32],
             source_frames=4,
         )
     return path

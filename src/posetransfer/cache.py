@@ -172,8 +172,7 @@ def _check_contents(handle: h5py.File, kind: str, path: Path) -> None:
             raise CacheError(f"{kind} cache lacks dataset {name!r}", path)
         if handle[name].ndim != ndim:
             raise CacheError(
-                f"{kind} cache dataset {name!r} has {handle[name].ndim} dimensions, "
-                f"expected {ndim}",
+                f"{kind} cache dataset {name!r} has {handle[name].ndim} dimensions, expected {ndim}",
                 path,
             )
     for name in (*PROVENANCE_ATTRS, *spec.attrs):
@@ -283,9 +282,7 @@ def describe(path: str | Path, verify: bool = False) -> str:
         lines.append("datasets:")
         for name in cache.names():
             dataset = cache.dataset(name)
-            filters = ", ".join(
-                f for f in ("compression", "shuffle", "fletcher32") if getattr(dataset, f)
-            )
+            filters = ", ".join(f for f in ("compression", "shuffle", "fletcher32") if getattr(dataset, f))
             lines.append(
                 f"  {name}: shape {dataset.shape} {dataset.dtype}, chunks {dataset.chunks}"
                 f"{', ' + filters if filters else ''}"

@@ -130,11 +130,7 @@ def load_subjects(path: str | Path) -> list[Subject]:
     if not path.is_file():
         raise ConfigError("subject sheet not found", path)
     with open(path, encoding="utf-8", newline="") as handle:
-        rows = [
-            row
-            for row in csv.reader(handle, delimiter="\t")
-            if row and not row[0].startswith("#")
-        ]
+        rows = [row for row in csv.reader(handle, delimiter="\t") if row and not row[0].startswith("#")]
     if not rows:
         raise ConfigError("subject sheet is empty (expected a header: name, video, notes)", path)
     header = [column.strip() for column in rows[0]]

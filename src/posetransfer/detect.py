@@ -47,8 +47,12 @@ class PersonDetector:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         height, width = image.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
-        small = image if scale == 1.0 else cv2.resize(
-            image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+        small = (
+            image
+            if scale == 1.0
+            else cv2.resize(
+                image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+            )
         )
         result = self._pose.process(small)
         if result.pose_landmarks is None:

@@ -106,7 +106,12 @@ def run(
     info = probe(video)
     log.info(
         "%s: %dx%d, %.3f fps, codec %s, %s frames in the container",
-        video, info.width, info.height, info.fps, info.codec, info.container_frames or "unknown",
+        video,
+        info.width,
+        info.height,
+        info.fps,
+        info.codec,
+        info.container_frames or "unknown",
     )
     source_sha256 = cache.file_sha256(video)
 
@@ -130,7 +135,12 @@ def run(
     box = square_crop(boxes_arr, params.crop_margin)
     log.info(
         "person found on %d of %d frames; crop x0=%d y0=%d side=%d px -> %d px",
-        found.sum(), len(indices), box.x0, box.y0, box.side, params.resolution,
+        found.sum(),
+        len(indices),
+        box.x0,
+        box.y0,
+        box.side,
+        params.resolution,
     )
     if not found.all():
         log.warning("no person on %d frames: %s", (~found).sum(), _ranges(np.array(indices)[~found]))

@@ -54,8 +54,9 @@ class Camera:
         rotation = np.asarray(self.rotation, dtype=np.float64)
         translation = np.asarray(self.translation, dtype=np.float64).reshape(-1)
         if rotation.shape != (3, 3) or translation.shape != (3,):
-            raise ValueError(f"rotation must be (3, 3) and translation (3,), got {rotation.shape}, "
-                             f"{translation.shape}")
+            raise ValueError(
+                f"rotation must be (3, 3) and translation (3,), got {rotation.shape}, {translation.shape}"
+            )
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
         # Frozen dataclass: normalise the arrays' dtype once, through object.__setattr__.
@@ -119,8 +120,16 @@ class Camera:
         y_axis = np.cross(z_axis, x_axis)
         rotation = np.stack([x_axis, y_axis, z_axis])
         focal = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2.0)
-        return Camera(width=width, height=height, fx=focal, fy=focal, cx=width / 2.0, cy=height / 2.0,
-                      rotation=rotation, translation=-rotation @ eye_v)
+        return Camera(
+            width=width,
+            height=height,
+            fx=focal,
+            fy=focal,
+            cx=width / 2.0,
+            cy=height / 2.0,
+            rotation=rotation,
+            translation=-rotation @ eye_v,
+        )
 
     def pixel_rays(self) -> tuple[np.ndarray, np.ndarray]:
         """Ray origin ``(3,)`` and world directions ``(H, W, 3)`` through every pixel centre.
@@ -185,14 +194,17 @@ def _raycast_pixels(
     fy: float,
     cx: float,
     cy: float,
+    row0: int,
+    col0: int,
     face: wp.array2d(dtype=wp.int32),
     bary: wp.array2d(dtype=wp.vec2),
     depth: wp.array2d(dtype=wp.float32),
     normal: wp.array2d(dtype=wp.vec3),
 ):
     row, col = wp.tid()
-    # Camera-space direction with z = 1, so the hit's t is its camera depth.
-    d_cam = wp.vec3((float(col) + 0.5 - cx) / fx, (float(row) + 0.5 - cy) / fy, 1.0)
+    # Camera-space direction with z = 1, so the hit's t is its camera depth. The launch covers a
+    # window of the image whose top-left pixel is (row0, col0).
+    d_cam = wp.vec3((float(col + col0) + 0.5 - cx) / fx, (float(row + row0) + 0.5 - cy) / fy, 1.0)
     hit = wp.mesh_query_ray(mesh, origin, cam_to_world * d_cam, 1.0e6)
     if hit.result:
         face[row, col] = hit.face
@@ -237,6 +249,27 @@ def _as_points(vertices: np.ndarray | torch.Tensor, num_vertices: int) -> np.nda
     return points
 
 
+def _screen_window(points: np.ndarray, camera: Camera) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """Pixel rows and columns ``((r0, r1), (c0, c1))`` (end-exclusive) whose centres can see the mesh.
+
+    The projection of a triangle in front of the camera lies in the 2D box of its projected vertices,
+    so rays outside the vertices' box cannot hit and are not cast (most of a frame is background).
+    Returns the whole image when a vertex is behind the camera, None when the box misses the image.
+    """
+    depth = camera.to_camera(points)[:, 2]
+    if (depth <= 0).any():
+        return (0, camera.height), (0, camera.width)
+    uv = camera.project(points)
+    # Pixel c's centre is c + 0.5; one pixel of slack absorbs float32 rounding in the kernel.
+    c0, r0 = np.floor(uv.min(axis=0) - 0.5).astype(int) - 1
+    c1, r1 = np.ceil(uv.max(axis=0) - 0.5).astype(int) + 2
+    r0, c0 = max(r0, 0), max(c0, 0)
+    r1, c1 = min(r1, camera.height), min(c1, camera.width)
+    if r0 >= r1 or c0 >= c1:
+        return None
+    return (int(r0), int(r1)), (int(c0), int(c1))
+
+
 class Rasterizer:
     """Ray-casting rasteriser of one triangle mesh topology, posed anew for each call.
 
@@ -260,7 +293,9 @@ class Rasterizer:
         if not np.issubdtype(faces.dtype, np.integer):
             raise ValueError(f"faces must be integers, got {faces.dtype}")
         if faces.min() < 0 or faces.max() >= num_vertices:
-            raise ValueError(f"face indices must lie in [0, {num_vertices}), got [{faces.min()}, {faces.max()}]")
+            raise ValueError(
+                f"face indices must lie in [0, {num_vertices}), got [{faces.min()}, {faces.max()}]"
+            )
         self.faces = faces.astype(np.int32)
         self.num_vertices = int(num_vertices)
         self.device = device or default_device()
@@ -273,8 +308,9 @@ class Rasterizer:
         """Move the mesh to ``vertices``: build the BVH the first time, refit it afterwards."""
         points = _as_points(vertices, self.num_vertices)
         if self._mesh is None:
-            self._mesh = wp.Mesh(points=wp.array(points, dtype=wp.vec3, device=self.device),
-                                 indices=self._indices)
+            self._mesh = wp.Mesh(
+                points=wp.array(points, dtype=wp.vec3, device=self.device), indices=self._indices
+            )
         else:
             self._mesh.points.assign(points)
             self._mesh.refit()
@@ -282,31 +318,58 @@ class Rasterizer:
 
     def render(self, vertices: np.ndarray | torch.Tensor, camera: Camera) -> Raster:
         """Ray-cast the mesh posed at ``vertices`` ``(V, 3)`` (world) through every pixel of ``camera``."""
-        mesh = self._set_pose(vertices)
+        points = _as_points(vertices, self.num_vertices)
+        mesh = self._set_pose(points)
         shape = (camera.height, camera.width)
-        face = wp.empty(shape, dtype=wp.int32, device=self.device)
-        bary = wp.empty(shape, dtype=wp.vec2, device=self.device)
-        depth = wp.empty(shape, dtype=wp.float32, device=self.device)
-        normal = wp.empty(shape, dtype=wp.vec3, device=self.device)
+        raster = Raster(
+            face=np.full(shape, -1, dtype=np.int32),
+            bary=np.zeros((*shape, 2), np.float32),
+            depth=np.zeros(shape, np.float32),
+            normal=np.zeros((*shape, 3), np.float32),
+        )
+        window = _screen_window(points, camera)
+        if window is None:
+            return raster
+        (r0, r1), (c0, c1) = window
+        size = (r1 - r0, c1 - c0)
+        face = wp.empty(size, dtype=wp.int32, device=self.device)
+        bary = wp.empty(size, dtype=wp.vec2, device=self.device)
+        depth = wp.empty(size, dtype=wp.float32, device=self.device)
+        normal = wp.empty(size, dtype=wp.vec3, device=self.device)
         wp.launch(
             _raycast_pixels,
-            dim=shape,
-            inputs=[mesh.id, wp.vec3(*camera.center), wp.mat33(*camera.rotation.T.reshape(-1)),
-                    float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy)],
+            dim=size,
+            inputs=[
+                mesh.id,
+                wp.vec3(*camera.center),
+                wp.mat33(*camera.rotation.T.reshape(-1)),
+                float(camera.fx),
+                float(camera.fy),
+                float(camera.cx),
+                float(camera.cy),
+                r0,
+                c0,
+            ],
             outputs=[face, bary, depth, normal],
             device=self.device,
         )
-        # Copies, so that the arrays outlive the Warp buffers they were read from.
-        return Raster(face=np.array(face.numpy()), bary=np.array(bary.numpy()),
-                      depth=np.array(depth.numpy()), normal=np.array(normal.numpy()))
+        raster.face[r0:r1, c0:c1] = face.numpy()
+        raster.bary[r0:r1, c0:c1] = bary.numpy()
+        raster.depth[r0:r1, c0:c1] = depth.numpy()
+        raster.normal[r0:r1, c0:c1] = normal.numpy()
+        return raster
 
     def render_batch(self, vertices: np.ndarray | torch.Tensor, camera: Camera) -> Raster:
         """Render each pose of ``vertices`` ``(B, V, 3)``; the Raster's arrays get a leading B."""
         if vertices.ndim != 3:
             raise ValueError(f"vertices must have shape (B, V, 3), got {tuple(vertices.shape)}")
         rasters = [self.render(v, camera) for v in vertices]
-        return Raster(face=np.stack([r.face for r in rasters]), bary=np.stack([r.bary for r in rasters]),
-                      depth=np.stack([r.depth for r in rasters]), normal=np.stack([r.normal for r in rasters]))
+        return Raster(
+            face=np.stack([r.face for r in rasters]),
+            bary=np.stack([r.bary for r in rasters]),
+            depth=np.stack([r.depth for r in rasters]),
+            normal=np.stack([r.normal for r in rasters]),
+        )
 
     def cast(
         self,
@@ -330,8 +393,15 @@ class Rasterizer:
         distance = wp.empty(n, dtype=wp.float32, device=self.device)
         face = wp.empty(n, dtype=wp.int32, device=self.device)
         if n:
-            wp.launch(_raycast_points, dim=n,
-                      inputs=[self._mesh.id, wp.array(origins, dtype=wp.vec3, device=self.device),
-                              wp.array(directions, dtype=wp.vec3, device=self.device)],
-                      outputs=[distance, face], device=self.device)
+            wp.launch(
+                _raycast_points,
+                dim=n,
+                inputs=[
+                    self._mesh.id,
+                    wp.array(origins, dtype=wp.vec3, device=self.device),
+                    wp.array(directions, dtype=wp.vec3, device=self.device),
+                ],
+                outputs=[distance, face],
+                device=self.device,
+            )
         return np.array(distance.numpy()), np.array(face.numpy())

@@ -1,0 +1,122 @@
+"""The Snakemake workflow end to end: lint, config errors before any job, a full small run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+from posetransfer import cache
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# A small synthetic subject: few frames, but people still big enough for MediaPipe.
+SMALL = {
+    "synthetic": {"width": 320, "height": 384, "num_frames": 12, "fps": 12},
+    "frames": {"resolution": 128},
+}
+
+
+def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True):
+    """Run the workflow in ``workdir`` with its own config file; returns the completed process."""
+    configfile = workdir / "config.yaml"
+    if config is not None:
+        configfile.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile)]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=1200)
+    if check and result.returncode:
+        raise AssertionError(f"snakemake {args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint", config={"subjects": str(REPO / "subjects.tsv")})
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"frames": {"resolution": 100}}, "config key frames.resolution: 100 is not a multiple of 16"),
+        ({"frames": {"backend": "x"}}, "unknown config key frames.backend"),
+        ({"flow": {}}, "unknown config key flow"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, config, expected):
+    config = {"subjects": str(REPO / "subjects.tsv"), **config}
+    result = snakemake(tmp_path, "--cores", "1", config=config, check=False)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("posetransfer:")]
+    assert errors == [f"posetransfer: config error: {tmp_path / 'config.yaml'}: {expected}"] or (
+        len(errors) == 1 and expected in errors[0]
+    ), result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_video_in_sheet_is_one_line(tmp_path):
+    sheet = tmp_path / "subjects.tsv"
+    sheet.write_text("name\tvideo\tnotes\nalice\tnowhere/alice.mp4\t\n")
+    result = snakemake(tmp_path, "--cores", "1", config={"subjects": str(sheet)}, check=False)
+    assert result.returncode != 0
+    assert f"subject alice: video file not found: {tmp_path / 'nowhere/alice.mp4'}" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def workflow_run(tmp_path_factory, anny_cache_dir):
+    """The main job on a small synthetic subject, run twice in two folders."""
+    runs = []
+    for name in ("first", "second"):
+        workdir = tmp_path_factory.mktemp(name)
+        (workdir / "subjects.tsv").write_text("name\tvideo\tnotes\nsynth\tsynthetic:0\ttest subject\n")
+        config = {**SMALL, "subjects": "subjects.tsv", "anny_cache_dir": str(anny_cache_dir)}
+        snakemake(workdir, "--cores", "2", config=config)
+        runs.append(workdir)
+    return runs
+
+
+def test_workflow_produces_valid_caches_previews_logs_and_benchmarks(workflow_run):
+    workdir = workflow_run[0]
+    for path in ("frames.h5", "synthetic/truth.h5"):
+        assert "valid: yes" in cache.describe(workdir / "results/synth" / path, verify=True)
+    with cache.open_cache(workdir / "results/synth/frames.h5") as frames:
+        assert frames.dataset("frames").shape == (12, 128, 128, 3)
+        assert frames.read("person_found").all()
+    for preview in ("frames.png", "synthetic.mp4"):
+        assert (workdir / "results/synth/previews" / preview).stat().st_size > 5_000
+    for rule in ("frames", "synthesize"):
+        log = (workdir / f"logs/synth/{rule}.log").read_text()
+        assert "100%" in log and "Traceback" not in log
+        assert (workdir / f"benchmarks/synth/{rule}.tsv").read_text().startswith("s\th:m:s")
+    assert (workdir / "logs/body_model.log").exists()
+
+
+def test_workflow_outputs_are_byte_identical_across_runs(workflow_run):
+    first, second = workflow_run
+    for path in ("synthetic/video.mp4", "synthetic/truth.h5", "frames.h5"):
+        assert (first / "results/synth" / path).read_bytes() == (
+            second / "results/synth" / path
+        ).read_bytes(), path
+
+
+def test_report_collects_the_previews(workflow_run):
+    workdir = workflow_run[0]
+    snakemake(workdir, "--report", str(workdir / "report.html"))
+    assert (workdir / "report.html").stat().st_size > 50_000
+
+
+def test_truncated_cache_is_reported_by_inspect(workflow_run, tmp_path):
+    data = (workflow_run[0] / "results/synth/frames.h5").read_bytes()
+    truncated = tmp_path / "frames.h5"
+    truncated.write_bytes(data[: len(data) // 3])
+    result = subprocess.run(
+        [sys.executable, "-m", "posetransfer", "inspect", str(truncated)], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith(f"posetransfer: error: {truncated}: cannot open as HDF5")
