@@ -21,9 +21,11 @@ import numpy as np
 import torch
 import warp as wp
 
-wp.config.quiet = True
+# Keep Warp's greeting and per-module load lines out of the logs (Warp >= 1.19 replaced
+# ``config.quiet`` by ``config.log_level``); warnings still show.
+wp.config.log_level = max(wp.config.log_level, wp.LOG_WARNING)
 
-__all__ = ["Camera", "Raster", "Rasterizer", "default_device", "interpolate"]
+__all__ = ["Camera", "Raster", "Rasterizer", "default_device", "interpolate", "interpolate_hits"]
 
 
 def default_device() -> str:
@@ -162,10 +164,11 @@ class Raster:
         return self.face >= 0
 
 
-def interpolate(raster: Raster, vertex_attr: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Barycentric interpolation of a per-vertex attribute ``(V, C)`` at every pixel: ``(..., H, W, C)``.
+def interpolate_hits(raster: Raster, vertex_attr: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Barycentric interpolation of ``vertex_attr`` ``(V, C)`` at the hit pixels only: ``(N, C)``.
 
-    Background pixels get 0. The result has ``vertex_attr``'s float dtype (float32 for integer input).
+    Rows follow ``raster.mask``'s row-major order (``raster.face[raster.mask]``). Cheaper than
+    :func:`interpolate` when most of the image is background.
     """
     attr = np.asarray(vertex_attr)
     faces = np.asarray(faces)
@@ -176,12 +179,21 @@ def interpolate(raster: Raster, vertex_attr: np.ndarray, faces: np.ndarray) -> n
     if raster.bary.shape != (*raster.face.shape, 2):
         raise ValueError(f"raster face {raster.face.shape} and bary {raster.bary.shape} disagree")
     dtype = attr.dtype if np.issubdtype(attr.dtype, np.floating) else np.float32
-    out = np.zeros((*raster.face.shape, attr.shape[1]), dtype=dtype)
     hit = raster.face >= 0
     tri = faces[raster.face[hit]]  # (N, 3) vertex indices
     b = raster.bary[hit].astype(dtype)
     w0 = (1 - b[:, 0] - b[:, 1])[:, None]
-    out[hit] = w0 * attr[tri[:, 0]] + b[:, :1] * attr[tri[:, 1]] + b[:, 1:] * attr[tri[:, 2]]
+    return w0 * attr[tri[:, 0]] + b[:, :1] * attr[tri[:, 1]] + b[:, 1:] * attr[tri[:, 2]]
+
+
+def interpolate(raster: Raster, vertex_attr: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Barycentric interpolation of a per-vertex attribute ``(V, C)`` at every pixel: ``(..., H, W, C)``.
+
+    Background pixels get 0. The result has ``vertex_attr``'s float dtype (float32 for integer input).
+    """
+    values = interpolate_hits(raster, vertex_attr, faces)
+    out = np.zeros((*raster.face.shape, values.shape[1]), dtype=values.dtype)
+    out[raster.face >= 0] = values
     return out
 
 
@@ -377,7 +389,7 @@ class Rasterizer:
         directions: np.ndarray,
         vertices: np.ndarray | torch.Tensor | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """First hits of arbitrary rays ``(N, 3)``: distance along the unit direction (inf where none) and face.
+        """First hits of rays ``(N, 3)``: distance along the unit direction (inf where none) and face.
 
         Uses the pose of the last :meth:`render` unless ``vertices`` are given.
         """
