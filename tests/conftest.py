@@ -76,3 +76,15 @@ def moving_squares(count: int = 6, height: int = 96, width: int = 128) -> list[n
         image[20:50, 10 + 8 * index : 40 + 8 * index] = (255, 255, 0)
         frames.append(image)
     return frames
+
+
+@pytest.fixture(scope="session")
+def synthetic_clip(tmp_path_factory, anny_cache_dir) -> tuple[Path, Path]:
+    """A small rendered synthetic subject: (video.mp4, truth.h5), made once per test session."""
+    from posetransfer import synthesize
+
+    folder = tmp_path_factory.mktemp("synthetic_clip")
+    video, truth = folder / "video.mp4", folder / "truth.h5"
+    params = synthesize.SyntheticParams(width=320, height=384, num_frames=16, fps=12.0, seed=0)
+    synthesize.run(video, truth, folder / "preview.mp4", params, anny_cache_dir, device="cpu")
+    return video, truth
