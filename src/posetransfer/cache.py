@@ -62,6 +62,25 @@ SPECS: dict[str, CacheSpec] = {
         },
         attrs=("fps", "source_fps", "crop_box", "resolution", "source_size", "source_frames"),
     ),
+    # BODY_25 (x, y, confidence) in frame pixels, smoothed and raw; MediaPipe world landmarks
+    # (33, xyz + visibility, metres, hip-centred); skeleton label images; valid = person found.
+    "pose2d": CacheSpec(
+        datasets={"keypoints": 3, "keypoints_raw": 3, "world_landmarks": 3, "skeleton": 4, "valid": 1},
+        attrs=("backend", "resolution", "keypoint_order"),
+    ),
+    # Soft person mask in [0, 1] (uint8, /255) and the binary mask at the configured threshold.
+    "masks": CacheSpec(datasets={"soft": 3, "mask": 3}, attrs=("backend", "threshold", "resolution")),
+    # Pair i is frame i -> i+1: forward flow, backward flow (i+1 -> i), and the confidence of
+    # each from the forward-backward check; float16, in pixels at the cache's resolution.
+    "flow": CacheSpec(
+        datasets={"forward": 4, "backward": 4, "confidence_forward": 3, "confidence_backward": 3},
+        attrs=("backend", "resolution", "consistency_px"),
+    ),
+    # The static background (RGB uint8), which pixels were seen uncovered, and how many times.
+    "background": CacheSpec(
+        datasets={"background": 3, "seen": 2, "seen_count": 2},
+        attrs=("resolution", "seen_fraction"),
+    ),
     "synthetic_truth": CacheSpec(
         datasets={
             "mask": 3,
@@ -69,6 +88,7 @@ SPECS: dict[str, CacheSpec] = {
             "bary": 4,
             "keypoints": 3,
             "vertices": 3,
+            "background": 3,
         },
         attrs=("fps", "width", "height", "camera_K", "camera_R", "camera_t"),
     ),

@@ -19,7 +19,13 @@ class PersonDetector:
     visibility is at least ``min_visibility``, or None where no person is found.
     """
 
-    def __init__(self, min_visibility: float = 0.5, max_side: int = 640, tracking: bool = True) -> None:
+    def __init__(
+        self,
+        min_visibility: float = 0.5,
+        max_side: int = 640,
+        tracking: bool = True,
+        segmentation: bool = False,
+    ) -> None:
         import mediapipe as mp  # deferred: importing mediapipe costs ~1 s
 
         self.min_visibility = min_visibility
@@ -27,10 +33,14 @@ class PersonDetector:
         self._pose = mp.solutions.pose.Pose(
             static_image_mode=not tracking,
             model_complexity=1,  # the only complexity whose model ships in the wheel
-            enable_segmentation=False,
+            smooth_landmarks=False,  # raw landmarks: our own One-Euro filter smooths, visibly
+            enable_segmentation=segmentation,
+            smooth_segmentation=False,
             min_detection_confidence=0.5,
             min_tracking_confidence=0.5,
         )
+        self.world: np.ndarray | None = None  # (33, 4) world landmarks of the last image
+        self.segmentation: np.ndarray | None = None  # (H, W) float32 soft mask of the last image
 
     def __enter__(self) -> PersonDetector:
         return self
@@ -55,8 +65,18 @@ class PersonDetector:
             )
         )
         result = self._pose.process(small)
+        self.segmentation = None
+        if result.segmentation_mask is not None:
+            mask = np.asarray(result.segmentation_mask, dtype=np.float32)
+            self.segmentation = mask if scale == 1.0 else cv2.resize(mask, (width, height))
+        self.world = None
         if result.pose_landmarks is None:
             return None
+        if result.pose_world_landmarks is not None:
+            self.world = np.array(
+                [(lm.x, lm.y, lm.z, lm.visibility) for lm in result.pose_world_landmarks.landmark],
+                dtype=np.float32,
+            )
         points = np.array(
             [(lm.x, lm.y, lm.z, lm.visibility) for lm in result.pose_landmarks.landmark],
             dtype=np.float32,

@@ -20,7 +20,7 @@ import numpy as np
 from posetransfer import cache, preview
 from posetransfer.detect import PersonDetector
 from posetransfer.errors import NoPersonError
-from posetransfer.progress import progress
+from posetransfer.progress import format_ranges, progress
 from posetransfer.video import probe, read_frames
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def run(
         params.resolution,
     )
     if not found.all():
-        log.warning("no person on %d frames: %s", (~found).sum(), _ranges(np.array(indices)[~found]))
+        log.warning("no person on %d frames: %s", (~found).sum(), format_ranges(np.array(indices)[~found]))
 
     # Pass 2: crop, resize and cache.
     size = params.resolution
@@ -170,18 +170,6 @@ def run(
         )
     log.info("wrote %s: %d frames of %dx%d", out, len(indices), size, size)
     write_preview(out, preview_png, video, tiles)
-
-
-def _ranges(indices: np.ndarray) -> str:
-    """'3-7, 12' for [3, 4, 5, 6, 7, 12]."""
-    parts, start = [], None
-    for position, value in enumerate(indices):
-        if start is None:
-            start = value
-        if position + 1 == len(indices) or indices[position + 1] != value + 1:
-            parts.append(f"{start}" if start == value else f"{start}-{value}")
-            start = None
-    return ", ".join(parts)
 
 
 def write_preview(frames_h5: str | Path, png: str | Path, video: str | Path, tiles: int = 12) -> None:

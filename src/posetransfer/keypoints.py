@@ -74,11 +74,13 @@ def coco23_to_body25(kp: np.ndarray) -> np.ndarray:
     return out
 
 
-def draw_skeleton(image: np.ndarray, kp25: np.ndarray, threshold: float = 0.1) -> np.ndarray:
+def draw_skeleton(
+    image: np.ndarray, kp25: np.ndarray, threshold: float = 0.1, thickness: int | None = None
+) -> np.ndarray:
     """Draw BODY_25 keypoints ``(25, 3)`` (x, y, confidence) on a copy of an RGB uint8 image, OpenPose style.
 
     Keypoints with confidence <= ``threshold`` and limbs touching them are skipped. Line width and
-    circle radius scale with the image size like OpenPose's renderer.
+    circle radius scale with the image size like OpenPose's renderer unless ``thickness`` is given.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
@@ -87,8 +89,8 @@ def draw_skeleton(image: np.ndarray, kp25: np.ndarray, threshold: float = 0.1) -
         raise ValueError(f"kp25 must be (25, 3), got {kp25.shape}")
     out = image.copy()
     scale = np.sqrt(image.shape[0] * image.shape[1]) / 480.0
-    thickness = max(1, round(4 * scale))
-    radius = max(1, round(4 * scale))
+    thickness = max(1, round(4 * scale)) if thickness is None else thickness
+    radius = thickness
     ok = np.isfinite(kp25).all(axis=1) & (kp25[:, 2] > threshold)
     # cv2 puts pixel centres on integers; our keypoints put them at +0.5.
     pts = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TextIO, TypeVar
 
 from tqdm import tqdm
@@ -53,3 +53,15 @@ def setup_logging(verbose: bool = False) -> None:
         stream=sys.stderr,
         force=True,
     )
+
+
+def format_ranges(indices: Sequence[int]) -> str:
+    """'3-7, 12' for [3, 4, 5, 6, 7, 12]."""
+    parts, start = [], None
+    for position, value in enumerate(indices):
+        if start is None:
+            start = value
+        if position + 1 == len(indices) or indices[position + 1] != value + 1:
+            parts.append(f"{start}" if start == value else f"{start}-{value}")
+            start = None
+    return ", ".join(parts)

@@ -111,6 +111,7 @@ def run(
         write_h264(video, frames(), fps=params.fps, crf=18)
         writer.array("keypoints", keypoints)
         writer.array("faces", np.asarray(scene.faces, dtype=np.int32))
+        writer.array("background", np.asarray(scene.background, dtype=np.uint8))
         camera = scene.camera
         writer.attrs.update(
             {
