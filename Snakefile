@@ -16,6 +16,7 @@ envvars:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/frames.smk"
+include: "workflow/rules/labels2d.smk"
 
 
 report: "workflow/report/workflow.rst"

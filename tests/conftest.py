@@ -88,3 +88,48 @@ def synthetic_clip(tmp_path_factory, anny_cache_dir) -> tuple[Path, Path]:
     params = synthesize.SyntheticParams(width=320, height=384, num_frames=16, fps=12.0, seed=0)
     synthesize.run(video, truth, folder / "preview.mp4", params, anny_cache_dir, device="cpu")
     return video, truth
+
+
+@pytest.fixture(scope="session")
+def synthetic_frames(synthetic_clip, tmp_path_factory) -> Path:
+    """The synthetic clip's frames cache at 256 px (the resolution the 2D label tests speak of)."""
+    from posetransfer import frames
+
+    folder = tmp_path_factory.mktemp("synthetic_frames")
+    out = folder / "frames.h5"
+    frames.run(synthetic_clip[0], out, folder / "frames.png", frames.FramesParams(resolution=256))
+    return out
+
+
+def truth_in_crop(truth: Path, frames_h5: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic truth's BODY_25 keypoints and masks mapped into a frames cache's crop."""
+    from posetransfer import cache
+    from posetransfer.frames import CropBox, crop_and_resize
+
+    with cache.open_cache(truth) as gt, cache.open_cache(frames_h5) as cached:
+        x0, y0, side = (int(v) for v in cached.attrs["crop_box"])
+        resolution = int(cached.attrs["resolution"])
+        keypoints, masks = gt.read("keypoints"), gt.read("mask")
+    scale = resolution / side
+    keypoints[..., 0] = (keypoints[..., 0] - x0) * scale
+    keypoints[..., 1] = (keypoints[..., 1] - y0) * scale
+    box = CropBox(x0, y0, side)
+    as_rgb = np.repeat(masks[..., None].astype(np.uint8) * 255, 3, axis=-1)
+    cropped = np.stack([crop_and_resize(m, box, resolution, "constant")[..., 0] > 127 for m in as_rgb])
+    return keypoints, cropped
+
+
+def rewrite_frames(source: Path, out: Path, frames: np.ndarray) -> Path:
+    """A copy of a frames cache with other pixels (e.g. frames where the person left)."""
+    from posetransfer import cache
+
+    with cache.open_cache(source, "frames") as cached:
+        arrays = {name: cached.read(name) for name in cache.SPECS["frames"].datasets}
+        attrs = {key: cached.attrs[key] for key in cache.SPECS["frames"].attrs}
+        source_sha256 = cached.attrs["source_sha256"]
+    arrays["frames"] = frames
+    with cache.write_cache(out, "frames", {"test": "rewritten"}, source_sha256) as writer:
+        for name, array in arrays.items():
+            writer.array(name, array)
+        writer.attrs.update(attrs)
+    return out

@@ -40,6 +40,7 @@ PROVENANCE_ATTRS = (
 )
 # Rows per chunk for small per-frame arrays (keypoints, boxes): big enough to compress well.
 _SMALL_CHUNK_ROWS = 1024
+_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,12 @@ class CacheWriter:
         )
 
     def array(self, name: str, data: np.ndarray) -> h5py.Dataset:
-        """A small per-frame array written at once, chunked along frames."""
+        """A per-frame array written at once, chunked along frames (about 1 MiB per chunk at most)."""
         data = np.ascontiguousarray(data)
-        chunks = (min(len(data), _SMALL_CHUNK_ROWS), *data.shape[1:]) if data.ndim else None
+        chunks = None
+        if data.ndim and data.size:
+            rows = max(1, min(len(data), _SMALL_CHUNK_ROWS, _CHUNK_BYTES // max(1, data[0].nbytes)))
+            chunks = (rows, *data.shape[1:])
         return self._file.create_dataset(name, data=data, chunks=chunks, **_FILTERS)
 
 

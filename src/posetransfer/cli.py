@@ -74,6 +74,55 @@ def build_parser() -> argparse.ArgumentParser:
     frames.add_argument("--params", type=_json, default={}, help="the config's frames section as JSON")
     frames.add_argument("--tiles", type=int, default=12, help="frames in the contact sheet")
 
+    pose = commands.add_parser(
+        "pose2d",
+        help="BODY_25 keypoints and skeleton label images per frame (a workflow stage)",
+        description="Find the person's 2D keypoints on every frame of FRAMES.h5 (MediaPipe, or "
+        "OpenPose JSON files), smooth them over time, draw OpenPose-style skeleton images.",
+    )
+    pose.add_argument("frames", type=Path, metavar="FRAMES.h5")
+    pose.add_argument("out", type=Path, metavar="POSE2D.h5")
+    pose.add_argument("--preview", type=Path, required=True, metavar="MP4", help="skeleton overlay video")
+    pose.add_argument("--params", type=_json, default={}, help="the config's pose2d section as JSON")
+    pose.add_argument("--subject", default="", help="subject name, replaces {subject} in openpose_dir")
+    pose.add_argument("--preview-seconds", type=float, default=4.0)
+
+    masks = commands.add_parser(
+        "masks",
+        help="soft and binary person masks per frame (a workflow stage)",
+        description="Segment the person on every frame of FRAMES.h5 (MediaPipe Pose's mask).",
+    )
+    masks.add_argument("frames", type=Path, metavar="FRAMES.h5")
+    masks.add_argument("out", type=Path, metavar="MASKS.h5")
+    masks.add_argument("--preview", type=Path, required=True, metavar="PNG", help="contact sheet to write")
+    masks.add_argument("--params", type=_json, default={}, help="the config's masks section as JSON")
+    masks.add_argument("--tiles", type=int, default=12, help="frames in the contact sheet")
+
+    flow = commands.add_parser(
+        "flow",
+        help="forward and backward optical flow with confidence (a workflow stage)",
+        description="Optical flow between adjacent frames of FRAMES.h5, both ways, with a "
+        "per-pixel confidence from the forward-backward consistency check.",
+    )
+    flow.add_argument("frames", type=Path, metavar="FRAMES.h5")
+    flow.add_argument("out", type=Path, metavar="FLOW.h5")
+    flow.add_argument("--preview", type=Path, required=True, metavar="PNG", help="contact sheet to write")
+    flow.add_argument("--params", type=_json, default={}, help="the config's flow section as JSON")
+    flow.add_argument("--tiles", type=int, default=12, help="frame pairs in the contact sheet")
+    flow.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    background = commands.add_parser(
+        "background",
+        help="the static background behind the person (a workflow stage)",
+        description="Masked temporal median of the pixels the person uncovers; pixels never "
+        "seen are inpainted.",
+    )
+    background.add_argument("frames", type=Path, metavar="FRAMES.h5")
+    background.add_argument("masks", type=Path, metavar="MASKS.h5")
+    background.add_argument("out", type=Path, metavar="BACKGROUND.h5")
+    background.add_argument("--preview", type=Path, required=True, metavar="PNG", help="image to write")
+    background.add_argument("--params", type=_json, default={}, help="the config's background section")
+
     body = commands.add_parser(
         "build-body-model",
         help="build the Anny body model's cache once (about 45 s and 790 MB)",
@@ -124,6 +173,29 @@ def _run(args: argparse.Namespace) -> int:
 
         params = frames.FramesParams.from_config(args.params)
         frames.run(args.video, args.out, args.preview, params, args.tiles)
+        return 0
+    if args.command == "pose2d":
+        from posetransfer import pose2d
+
+        params = pose2d.Pose2dParams.from_config(args.params)
+        pose2d.run(args.frames, args.out, args.preview, params, args.subject, args.preview_seconds)
+        return 0
+    if args.command == "masks":
+        from posetransfer import masks
+
+        masks.run(args.frames, args.out, args.preview, masks.MasksParams.from_config(args.params), args.tiles)
+        return 0
+    if args.command == "flow":
+        from posetransfer import flow
+
+        params = flow.FlowParams.from_config(args.params)
+        flow.run(args.frames, args.out, args.preview, params, tiles=args.tiles, device=args.device)
+        return 0
+    if args.command == "background":
+        from posetransfer import background
+
+        params = background.BackgroundParams.from_config(args.params)
+        background.run(args.frames, args.masks, args.out, args.preview, params)
         return 0
     if args.command == "build-body-model":
         from posetransfer.synthesize import build_model_cache

@@ -47,7 +47,9 @@ def section_json(name):
 
 
 def all_outputs():
-    outputs = expand("results/{subject}/frames.h5", subject=sorted(SUBJECTS))
-    outputs += expand("results/{subject}/previews/frames.png", subject=sorted(SUBJECTS))
+    stages = ["frames.h5", "pose2d.h5", "masks.h5", "flow.h5", "background.h5"]
+    previews = ["frames.png", "pose2d.mp4", "masks.png", "flow.png", "background.png"]
+    outputs = expand("results/{subject}/{stage}", subject=sorted(SUBJECTS), stage=stages)
+    outputs += expand("results/{subject}/previews/{name}", subject=sorted(SUBJECTS), name=previews)
     outputs += expand("results/{subject}/previews/synthetic.mp4", subject=synthetic_subjects())
     return outputs
