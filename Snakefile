@@ -17,6 +17,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/frames.smk"
 include: "workflow/rules/labels2d.smk"
+include: "workflow/rules/body3d.smk"
 
 
 report: "workflow/report/workflow.rst"

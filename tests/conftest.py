@@ -101,6 +101,16 @@ def synthetic_frames(synthetic_clip, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def synthetic_pose2d(synthetic_frames, tmp_path_factory) -> Path:
+    """The pose2d cache of the synthetic clip's frames (default parameters)."""
+    from posetransfer import pose2d
+
+    out = tmp_path_factory.mktemp("synthetic_pose2d") / "pose2d.h5"
+    pose2d.run(synthetic_frames, out, out.with_suffix(".mp4"), pose2d.Pose2dParams())
+    return out
+
+
 def truth_in_crop(truth: Path, frames_h5: Path) -> tuple[np.ndarray, np.ndarray]:
     """The synthetic truth's BODY_25 keypoints and masks mapped into a frames cache's crop."""
     from posetransfer import cache

@@ -15,11 +15,9 @@ from posetransfer.pose2d import OneEuroFilter, Pose2dParams, mediapipe_to_body25
 MID_HIP = BODY25_NAMES.index("MidHip")
 
 
-@pytest.fixture(scope="module")
-def synthetic_pose(synthetic_frames, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pose2d") / "pose2d.h5"
-    pose2d.run(synthetic_frames, out, out.with_suffix(".mp4"), Pose2dParams())
-    return out
+@pytest.fixture
+def synthetic_pose(synthetic_pose2d):
+    return synthetic_pose2d
 
 
 def test_mapping_from_mediapipe_landmarks():

@@ -82,6 +82,22 @@ SPECS: dict[str, CacheSpec] = {
         datasets={"background": 3, "seen": 2, "seen_count": 2},
         attrs=("resolution", "seen_fraction"),
     ),
+    # The fitted body: Anny pose parameters per frame, one phenotype, posed vertices and joints
+    # in camera space, projected BODY_25-compatible COCO-23 joints and per-frame residuals.
+    "body3d": CacheSpec(
+        datasets={
+            "deltas": 4,
+            "phenotype": 1,
+            "vertices": 3,
+            "faces": 2,
+            "joints3d": 3,
+            "joints2d": 3,
+            "residual_px": 1,
+            "fitted": 1,
+            "constrained": 1,
+        },
+        attrs=("backend", "resolution", "camera_K"),
+    ),
     "synthetic_truth": CacheSpec(
         datasets={
             "mask": 3,

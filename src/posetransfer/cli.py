@@ -123,6 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
     background.add_argument("--preview", type=Path, required=True, metavar="PNG", help="image to write")
     background.add_argument("--params", type=_json, default={}, help="the config's background section")
 
+    fit = commands.add_parser(
+        "body3d",
+        help="fit the Anny body to a subject's keypoints (a workflow stage)",
+        description="Fit one body shape and a pose per frame to POSE2D.h5's keypoints and "
+        "MediaPipe world landmarks; write the fit and a mesh overlay video.",
+    )
+    fit.add_argument("pose2d", type=Path, metavar="POSE2D.h5")
+    fit.add_argument("frames", type=Path, metavar="FRAMES.h5")
+    fit.add_argument("out", type=Path, metavar="BODY3D.h5")
+    fit.add_argument("--preview", type=Path, required=True, metavar="MP4", help="mesh overlay video")
+    fit.add_argument("--params", type=_json, default={}, help="the config's body3d section as JSON")
+    fit.add_argument("--anny-cache", type=Path, required=True, help="Anny's model cache folder")
+    fit.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    fit.add_argument("--preview-seconds", type=float, default=4.0)
+
     body = commands.add_parser(
         "build-body-model",
         help="build the Anny body model's cache once (about 45 s and 790 MB)",
@@ -196,6 +211,20 @@ def _run(args: argparse.Namespace) -> int:
 
         params = background.BackgroundParams.from_config(args.params)
         background.run(args.frames, args.masks, args.out, args.preview, params)
+        return 0
+    if args.command == "body3d":
+        from posetransfer import body3d
+
+        body3d.run(
+            args.pose2d,
+            args.frames,
+            args.out,
+            body3d.Body3dParams.from_config(args.params),
+            anny_cache=args.anny_cache,
+            device=args.device,
+            preview_mp4=args.preview,
+            preview_seconds=args.preview_seconds,
+        )
         return 0
     if args.command == "build-body-model":
         from posetransfer.synthesize import build_model_cache

@@ -12,6 +12,7 @@ import numpy as np
 __all__ = [
     "ANNY_COCO23_NAMES",
     "BODY25_COLORS",
+    "BODY25_FROM_COCO23",
     "BODY25_LIMBS",
     "BODY25_NAMES",
     "coco23_to_body25",
@@ -48,7 +49,7 @@ ANNY_COCO23_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 
 # BODY_25 index -> COCO-23 index, for every BODY_25 keypoint except Neck (1) and MidHip (8).
-_FROM_COCO23: dict[int, int] = {
+BODY25_FROM_COCO23: dict[int, int] = {
     0: 0, 2: 6, 3: 8, 4: 10, 5: 5, 6: 7, 7: 9, 9: 12, 10: 14, 11: 16, 12: 11, 13: 13, 14: 15,
     15: 2, 16: 1, 17: 4, 18: 3, 19: 17, 20: 19, 21: 21, 22: 18, 23: 20, 24: 22,
 }  # fmt: skip
@@ -67,8 +68,8 @@ def coco23_to_body25(kp: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected (..., 23, C) COCO-23 keypoints, got {kp.shape}")
     dtype = kp.dtype if np.issubdtype(kp.dtype, np.floating) else np.float64
     out = np.empty((*kp.shape[:-2], 25, kp.shape[-1]), dtype=dtype)
-    body_idx = np.array(list(_FROM_COCO23))
-    out[..., body_idx, :] = kp[..., list(_FROM_COCO23.values()), :]
+    body_idx = np.array(list(BODY25_FROM_COCO23))
+    out[..., body_idx, :] = kp[..., list(BODY25_FROM_COCO23.values()), :]
     out[..., _NECK, :] = kp[..., _COCO_SHOULDERS, :].mean(axis=-2)
     out[..., _MID_HIP, :] = kp[..., _COCO_HIPS, :].mean(axis=-2)
     return out

@@ -49,8 +49,9 @@ def segment_mediapipe(frames: np.ndarray) -> np.ndarray:
     return soft
 
 
-def run(frames_h5: str | Path, out: str | Path, preview_png: str | Path, params: MasksParams,
-        tiles: int = 12) -> None:  # fmt: skip
+def run(
+    frames_h5: str | Path, out: str | Path, preview_png: str | Path, params: MasksParams, tiles: int = 12
+) -> None:
     """Masks for every frame of ``frames_h5``, written to ``out``, with a contact sheet."""
     if params.backend != "mediapipe":
         raise ConfigError(f"masks.backend: unknown backend {params.backend!r}")
@@ -84,8 +85,9 @@ def overlay(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return image
 
 
-def write_preview(frames: np.ndarray, soft: np.ndarray, binary: np.ndarray, path: str | Path,
-                  tiles: int) -> None:  # fmt: skip
+def write_preview(
+    frames: np.ndarray, soft: np.ndarray, binary: np.ndarray, path: str | Path, tiles: int
+) -> None:
     """Contact sheet: for evenly spaced frames, the overlay and the soft mask side by side."""
     picks = preview.evenly_spaced(len(frames), max(1, tiles // 2))
     images, labels = [], []

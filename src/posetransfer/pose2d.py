@@ -194,8 +194,14 @@ def import_openpose(folder: Path, frames_cache: cache.Cache) -> tuple[np.ndarray
     return keypoints, valid
 
 
-def run(frames_h5: str | Path, out: str | Path, preview_mp4: str | Path, params: Pose2dParams,
-        subject: str = "", preview_seconds: float = 4.0) -> None:  # fmt: skip
+def run(
+    frames_h5: str | Path,
+    out: str | Path,
+    preview_mp4: str | Path,
+    params: Pose2dParams,
+    subject: str = "",
+    preview_seconds: float = 4.0,
+) -> None:
     """Keypoints and skeleton images for every frame of ``frames_h5``, written to ``out``."""
     with cache.open_cache(frames_h5, "frames") as frames_cache:
         frames = frames_cache.read("frames")
@@ -232,8 +238,15 @@ def run(frames_h5: str | Path, out: str | Path, preview_mp4: str | Path, params:
     write_preview(frames, keypoints, valid, fps, preview_mp4, params, preview_seconds)
 
 
-def write_preview(frames: np.ndarray, keypoints: np.ndarray, valid: np.ndarray, fps: float,
-                  path: str | Path, params: Pose2dParams, seconds: float) -> None:  # fmt: skip
+def write_preview(
+    frames: np.ndarray,
+    keypoints: np.ndarray,
+    valid: np.ndarray,
+    fps: float,
+    path: str | Path,
+    params: Pose2dParams,
+    seconds: float,
+) -> None:
     """An H.264 clip of the first seconds: the frame with its skeleton | the skeleton label."""
     from posetransfer.video import write_h264
 

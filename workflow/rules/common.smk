@@ -47,8 +47,8 @@ def section_json(name):
 
 
 def all_outputs():
-    stages = ["frames.h5", "pose2d.h5", "masks.h5", "flow.h5", "background.h5"]
-    previews = ["frames.png", "pose2d.mp4", "masks.png", "flow.png", "background.png"]
+    stages = ["frames.h5", "pose2d.h5", "masks.h5", "flow.h5", "background.h5", "body3d.h5"]
+    previews = ["frames.png", "pose2d.mp4", "masks.png", "flow.png", "background.png", "body3d.mp4"]
     outputs = expand("results/{subject}/{stage}", subject=sorted(SUBJECTS), stage=stages)
     outputs += expand("results/{subject}/previews/{name}", subject=sorted(SUBJECTS), name=previews)
     outputs += expand("results/{subject}/previews/synthetic.mp4", subject=synthetic_subjects())
