@@ -111,6 +111,19 @@ def synthetic_pose2d(synthetic_frames, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def synthetic_body3d(synthetic_pose2d, synthetic_frames, anny_cache_dir, tmp_path_factory) -> Path:
+    """The body fit of the synthetic clip (default parameters, CPU), with its overlay video."""
+    from posetransfer import body3d
+
+    out = tmp_path_factory.mktemp("synthetic_body3d") / "body3d.h5"
+    params = body3d.Body3dParams()
+    body3d.run(
+        synthetic_pose2d, synthetic_frames, out, params, anny_cache_dir, "cpu", out.with_suffix(".mp4"), 1.0
+    )
+    return out
+
+
 def truth_in_crop(truth: Path, frames_h5: Path) -> tuple[np.ndarray, np.ndarray]:
     """The synthetic truth's BODY_25 keypoints and masks mapped into a frames cache's crop."""
     from posetransfer import cache

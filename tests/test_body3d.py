@@ -12,12 +12,9 @@ from posetransfer.errors import ConfigError
 from posetransfer.keypoints import coco23_to_body25
 
 
-@pytest.fixture(scope="module")
-def synthetic_fit(synthetic_pose2d, synthetic_frames, anny_cache_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("body3d") / "body3d.h5"
-    preview = out.with_suffix(".mp4")
-    body3d.run(synthetic_pose2d, synthetic_frames, out, Body3dParams(), anny_cache_dir, "cpu", preview, 1.0)
-    return out
+@pytest.fixture
+def synthetic_fit(synthetic_body3d):
+    return synthetic_body3d
 
 
 def test_intrinsics_follow_the_crop():

@@ -72,7 +72,7 @@ SPECS: dict[str, CacheSpec] = {
     # Soft person mask in [0, 1] (uint8, /255) and the binary mask at the configured threshold.
     "masks": CacheSpec(datasets={"soft": 3, "mask": 3}, attrs=("backend", "threshold", "resolution")),
     # Pair i is frame i -> i+1: forward flow, backward flow (i+1 -> i), and the confidence of
-    # each from the forward-backward check; float16, in pixels at the cache's resolution.
+    # each (forward-backward check x colour constancy); float16, pixels at the cache's resolution.
     "flow": CacheSpec(
         datasets={"forward": 4, "backward": 4, "confidence_forward": 3, "confidence_backward": 3},
         attrs=("backend", "resolution", "consistency_px"),
@@ -98,6 +98,14 @@ SPECS: dict[str, CacheSpec] = {
         },
         attrs=("backend", "resolution", "camera_K"),
     ),
+    # Per frame: the 3D label (uniform Laplacian of the fitted mesh, [-1, 1], float16), the
+    # DensePose-layout IUV image (I, U*255, V*255) and the rendered body mask.
+    "labels3d": CacheSpec(
+        datasets={"laplacian": 4, "iuv": 4, "mask": 3, "fitted": 1},
+        attrs=("resolution", "laplacian", "laplacian_scale"),
+    ),
+    # The initial texture: 24 parts x S x S RGB (mean of the unwrapped frames) and texel counts.
+    "texture": CacheSpec(datasets={"atlas": 4, "count": 3}, attrs=("size", "fill")),
     "synthetic_truth": CacheSpec(
         datasets={
             "mask": 3,

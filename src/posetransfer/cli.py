@@ -138,6 +138,43 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     fit.add_argument("--preview-seconds", type=float, default=4.0)
 
+    labels = commands.add_parser(
+        "labels3d",
+        help="3D labels (Laplacian) and DensePose-style IUV from the fitted body (a workflow stage)",
+        description="Rasterise the fitted body of BODY3D.h5 on every frame: the 3D label "
+        "(uniform Laplacian coordinates) and the 24-part IUV image.",
+    )
+    labels.add_argument("body3d", type=Path, metavar="BODY3D.h5")
+    labels.add_argument("out", type=Path, metavar="LABELS3D.h5")
+    labels.add_argument("--preview", type=Path, required=True, metavar="PNG", help="contact sheet to write")
+    labels.add_argument("--anny-cache", type=Path, required=True, help="Anny's model cache folder")
+    labels.add_argument("--tiles", type=int, default=12, help="frames in the contact sheet")
+
+    texture = commands.add_parser(
+        "texture",
+        help="the initial 24-part texture atlas unwrapped from the frames (a workflow stage)",
+        description="Average the frames of FRAMES.h5, unwrapped through LABELS3D.h5's IUV, into "
+        "a 24-part texture atlas.",
+    )
+    texture.add_argument("frames", type=Path, metavar="FRAMES.h5")
+    texture.add_argument("labels3d", type=Path, metavar="LABELS3D.h5")
+    texture.add_argument("out", type=Path, metavar="TEXTURE.h5")
+    texture.add_argument("--preview", type=Path, required=True, metavar="PNG", help="atlas image to write")
+    texture.add_argument("--params", type=_json, default={}, help="the config's texture section as JSON")
+
+    truth = commands.add_parser(
+        "truth-labels",
+        help="the synthetic subject's true 3D labels and IUV, and the fit's accuracy against them",
+        description="Render the synthetic subject's true mesh into the frames' crop with the same "
+        "code as labels3d; with --fitted, write how well the fitted labels agree as JSON.",
+    )
+    truth.add_argument("truth", type=Path, metavar="TRUTH.h5")
+    truth.add_argument("frames", type=Path, metavar="FRAMES.h5")
+    truth.add_argument("out", type=Path, metavar="LABELS3D_TRUTH.h5")
+    truth.add_argument("--anny-cache", type=Path, required=True, help="Anny's model cache folder")
+    truth.add_argument("--fitted", type=Path, metavar="LABELS3D.h5", help="labels made from the body fit")
+    truth.add_argument("--metrics", type=Path, metavar="JSON", help="where to write the accuracy")
+
     body = commands.add_parser(
         "build-body-model",
         help="build the Anny body model's cache once (about 45 s and 790 MB)",
@@ -225,6 +262,24 @@ def _run(args: argparse.Namespace) -> int:
             preview_mp4=args.preview,
             preview_seconds=args.preview_seconds,
         )
+        return 0
+    if args.command == "labels3d":
+        from posetransfer import labels3d
+
+        labels3d.run(args.body3d, args.out, args.preview, args.anny_cache, args.tiles)
+        return 0
+    if args.command == "texture":
+        from posetransfer import texture
+
+        params = texture.TextureParams.from_config(args.params)
+        texture.run(args.frames, args.labels3d, args.out, args.preview, params)
+        return 0
+    if args.command == "truth-labels":
+        from posetransfer import labels3d
+
+        scores = labels3d.run_truth(args.truth, args.frames, args.out, args.anny_cache, args.fitted)
+        if args.metrics is not None:
+            args.metrics.write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n")
         return 0
     if args.command == "build-body-model":
         from posetransfer.synthesize import build_model_cache

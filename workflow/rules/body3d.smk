@@ -33,3 +33,62 @@ rule body3d:
         "posetransfer body3d {input.pose2d:q} {input.frames:q} {output.cache:q}"
         " --preview {output.preview:q} --params {params.body3d:q} --anny-cache {params.cache_dir:q}"
         " --device {params.device} --preview-seconds {params.seconds} > {log:q} 2>&1"
+
+
+rule labels3d:
+    input:
+        body3d="results/{subject}/body3d.h5",
+        body_model=ANNY_MARKER,
+    output:
+        cache="results/{subject}/labels3d.h5",
+        preview=report(
+            "results/{subject}/previews/labels3d.png",
+            caption="../report/labels3d.rst",
+            category="3D labels",
+            labels={"subject": "{subject}", "view": "3D labels and IUV"},
+        ),
+    params:
+        cache_dir=lambda wildcards, input: os.path.dirname(input.body_model),
+        tiles=config["preview"]["tiles"],
+    log:
+        "logs/{subject}/labels3d.log",
+    benchmark:
+        "benchmarks/{subject}/labels3d.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "posetransfer labels3d {input.body3d:q} {output.cache:q} --preview {output.preview:q}"
+        " --anny-cache {params.cache_dir:q} --tiles {params.tiles} > {log:q} 2>&1"
+
+
+rule texture:
+    input:
+        frames="results/{subject}/frames.h5",
+        labels3d="results/{subject}/labels3d.h5",
+    output:
+        cache="results/{subject}/texture.h5",
+        preview=report(
+            "results/{subject}/previews/texture.png",
+            caption="../report/texture.rst",
+            category="3D labels",
+            labels={"subject": "{subject}", "view": "texture atlas"},
+        ),
+    params:
+        texture=section_json("texture"),
+    log:
+        "logs/{subject}/texture.log",
+    benchmark:
+        "benchmarks/{subject}/texture.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "posetransfer texture {input.frames:q} {input.labels3d:q} {output.cache:q}"
+        " --preview {output.preview:q} --params {params.texture:q} > {log:q} 2>&1"

@@ -47,9 +47,11 @@ def section_json(name):
 
 
 def all_outputs():
-    stages = ["frames.h5", "pose2d.h5", "masks.h5", "flow.h5", "background.h5", "body3d.h5"]
+    stages = ["frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture"]
     previews = ["frames.png", "pose2d.mp4", "masks.png", "flow.png", "background.png", "body3d.mp4"]
-    outputs = expand("results/{subject}/{stage}", subject=sorted(SUBJECTS), stage=stages)
+    previews += ["labels3d.png", "texture.png"]
+    outputs = expand("results/{subject}/{stage}.h5", subject=sorted(SUBJECTS), stage=stages)
     outputs += expand("results/{subject}/previews/{name}", subject=sorted(SUBJECTS), name=previews)
     outputs += expand("results/{subject}/previews/synthetic.mp4", subject=synthetic_subjects())
+    outputs += expand("results/{subject}/synthetic/fit_accuracy.json", subject=synthetic_subjects())
     return outputs

@@ -52,3 +52,35 @@ rule synthesize:
         "posetransfer synthesize {output.video:q} {output.truth:q} --preview {output.preview:q}"
         " --seed {params.seed} --params {params.synthetic:q} --anny-cache {params.cache_dir:q}"
         " --device {params.device} --preview-seconds {params.seconds} > {log:q} 2>&1"
+
+
+rule truth_labels:
+    input:
+        truth="results/{subject}/synthetic/truth.h5",
+        frames="results/{subject}/frames.h5",
+        fitted="results/{subject}/labels3d.h5",
+        body_model=ANNY_MARKER,
+    output:
+        cache="results/{subject}/synthetic/labels3d_truth.h5",
+        metrics=report(
+            "results/{subject}/synthetic/fit_accuracy.json",
+            caption="../report/fit_accuracy.rst",
+            category="Synthetic subject",
+            labels={"subject": "{subject}", "view": "fit against the truth"},
+        ),
+    params:
+        cache_dir=lambda wildcards, input: os.path.dirname(input.body_model),
+    log:
+        "logs/{subject}/truth_labels.log",
+    benchmark:
+        "benchmarks/{subject}/truth_labels.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "posetransfer truth-labels {input.truth:q} {input.frames:q} {output.cache:q}"
+        " --anny-cache {params.cache_dir:q} --fitted {input.fitted:q} --metrics {output.metrics:q}"
+        " > {log:q} 2>&1"

@@ -1,0 +1,219 @@
+"""The labels3d stage: the fitted body rasterised per frame into a 3D label and a DensePose IUV.
+
+3D label (the second half of the paper's 6-channel pose label): each body pixel carries the
+Laplacian coordinates of the posed mesh in camera axes, interpolated across the face it hits. We
+use the area-normalised cotangent Laplacian, i.e. the mean-curvature normal ``-2 H n``: it is a
+property of the surface, not of Anny's tessellation (the uniform Laplacian of this irregular mesh
+is dominated by tangential noise), and it shows both the surface's orientation toward the camera
+and how sharply it bends. Normalisation: divided by a fixed 40 / m (a 5 cm sphere), clipped to
+[-1, 1], so values mean the same for every subject and frame; background is 0.
+
+IUV: DensePose's 24 parts and per-part UV charts (``posetransfer.iuv``), in DensePose's PNG layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from posetransfer import cache, iuv, preview
+from posetransfer.body3d import crop_camera
+from posetransfer.progress import progress
+from posetransfer.raster import Camera, Rasterizer, interpolate
+
+log = logging.getLogger(__name__)
+
+# Mean-curvature normals are divided by this (1/m) and clipped to [-1, 1]: 2H of a 5 cm sphere,
+# so limbs (2H ~ 10-20 / m) fill much of the range and fingers, ears and toes clip.
+LAPLACIAN_SCALE = 40.0
+
+
+def cotangent_laplacian(vertices: np.ndarray, faces: np.ndarray, max_cot: float = 10.0) -> np.ndarray:
+    """Mean-curvature normals ``(V, 3)``: the area-normalised cotangent Laplacian of one mesh.
+
+    ``(1 / A_i) sum_j (cot a_ij + cot b_ij) / 2 (v_j - v_i)`` with ``A_i`` a third of the areas of
+    the faces around ``v_i``; it equals ``-2 H n`` (mean curvature times the normal) whatever the
+    tessellation. Cotangents are clamped to [0, ``max_cot``] so sliver triangles cannot dominate.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces)
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"expected (V, 3) vertices and (F, 3) faces, got {vertices.shape}, {faces.shape}")
+    corners = vertices[faces]  # (F, 3, 3)
+    result = np.zeros_like(vertices)
+    area = np.zeros(len(vertices))
+    twice_area = np.linalg.norm(
+        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
+    )
+    for k in range(3):  # the corner k is opposite the edge (i, j)
+        i, j = (k + 1) % 3, (k + 2) % 3
+        a, b = corners[:, i] - corners[:, k], corners[:, j] - corners[:, k]
+        cot = np.einsum("fc,fc->f", a, b) / np.maximum(np.linalg.norm(np.cross(a, b), axis=1), 1e-12)
+        weight = np.clip(cot, 0.0, max_cot)[:, None] / 2
+        edge = corners[:, j] - corners[:, i]
+        np.add.at(result, faces[:, i], weight * edge)
+        np.add.at(result, faces[:, j], -weight * edge)
+        np.add.at(area, faces[:, k], twice_area / 6)
+    return result / np.maximum(area, 1e-12)[:, None]
+
+
+def render_labels(
+    rasterizer: Rasterizer,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    camera: Camera,
+    scale: float,
+    charts: iuv.BodyCharts,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One frame's (3D label (H, W, 3) float32 in [-1, 1], IUV PNG (H, W, 3) uint8, mask (H, W))."""
+    raster = rasterizer.render(vertices, camera)
+    camera_axes = cotangent_laplacian(vertices, faces) @ camera.rotation.T  # world -> camera axes
+    label = np.clip(interpolate(raster, camera_axes / scale, faces), -1.0, 1.0).astype(np.float32)
+    parts, u, v = iuv.iuv_from_raster(raster.face, raster.bary, charts)
+    return label, iuv.to_densepose_png(parts, u, v), raster.mask
+
+
+def run(
+    body3d_h5: str | Path,
+    out: str | Path,
+    preview_png: str | Path,
+    anny_cache: str | Path,
+    tiles: int = 12,
+) -> None:
+    """3D labels and IUV for every frame of a fitted subject."""
+    charts = iuv.anny_charts(anny_cache)
+    with cache.open_cache(body3d_h5, "body3d") as fit:
+        vertices, faces = fit.read("vertices"), fit.read("faces")
+        fitted = fit.read("fitted")
+        K = np.asarray(fit.attrs["camera_K"])
+        resolution = int(fit.attrs["resolution"])
+        source_sha256 = fit.attrs["source_sha256"]
+    camera = crop_camera(K, resolution)
+    first = int(np.flatnonzero(fitted)[0]) if fitted.any() else 0
+    scale = LAPLACIAN_SCALE
+    rasterizer = Rasterizer(faces, vertices.shape[1], device="cpu", reference_vertices=vertices[first])
+    count, size = len(vertices), (resolution, resolution)
+    with cache.write_cache(
+        out, "labels3d", {"laplacian": "cotangent", "scale": scale}, source_sha256
+    ) as writer:
+        labels = writer.frame_dataset("laplacian", count, (*size, 3), np.float16)
+        iuvs = writer.frame_dataset("iuv", count, (*size, 3), np.uint8)
+        masks = writer.frame_dataset("mask", count, size, bool)
+        for index in progress(range(count), count, "labels3d"):
+            if not fitted[index]:
+                continue  # frames in long gaps stay empty (all zero)
+            label, iuv_png, mask = render_labels(rasterizer, vertices[index], faces, camera, scale, charts)
+            labels[index], iuvs[index], masks[index] = label, iuv_png, mask
+        writer.array("fitted", fitted)
+        writer.attrs.update({"resolution": resolution, "laplacian": "cotangent", "laplacian_scale": scale})
+    log.info("wrote %s (Laplacian scale %.1f / m)", out, scale)
+    write_preview(out, preview_png, tiles)
+
+
+def part_colors(parts: np.ndarray) -> np.ndarray:
+    """The 24 part indices (H, W) in distinct colours (a turbo colour map), background black."""
+    import cv2
+
+    scaled = (np.asarray(parts, np.float32) * (255.0 / 24)).astype(np.uint8)
+    colored = cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    colored[parts == 0] = 0
+    return colored
+
+
+def write_preview(labels_h5: str | Path, png: str | Path, tiles: int = 12) -> None:
+    """Contact sheet: for evenly spaced frames, the 3D label (as RGB) and the IUV's part index."""
+    with cache.open_cache(labels_h5, "labels3d") as labels:
+        count = len(labels.dataset("iuv"))
+        picks = preview.evenly_spaced(count, max(1, tiles // 2))
+        images, names = [], []
+        for index in picks:
+            label = labels.read("laplacian", index).astype(np.float32)
+            parts = labels.read("iuv", index)[..., 0]
+            images += [np.round((label + 1) * 127.5).astype(np.uint8), part_colors(parts)]
+            names += [f"3D label {index}", f"IUV parts {index}"]
+    preview.save_png(png, preview.contact_sheet(images, names, tile=192, columns=4))
+
+
+def truth_camera(truth_attrs: dict, crop_box: np.ndarray, resolution: int) -> Camera:
+    """The synthetic subject's camera, moved into a frames cache's crop."""
+    K = np.asarray(truth_attrs["camera_K"], dtype=np.float64)
+    x0, y0, side = (float(v) for v in crop_box)
+    s = resolution / side
+    return Camera(
+        resolution,
+        resolution,
+        K[0, 0] * s,
+        K[1, 1] * s,
+        (K[0, 2] - x0) * s,
+        (K[1, 2] - y0) * s,
+        np.asarray(truth_attrs["camera_R"]),
+        np.asarray(truth_attrs["camera_t"]),
+    )
+
+
+def compare_iuv(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Part accuracy on pixels that are body in both, and mean UV error where the parts agree."""
+    parts, u, v = iuv.from_densepose_png(predicted)
+    true_parts, true_u, true_v = iuv.from_densepose_png(true)
+    both = (parts > 0) & (true_parts > 0)
+    same = both & (parts == true_parts)
+    uv_error = np.hypot(u - true_u, v - true_v)[same]
+    union = (parts > 0) | (true_parts > 0)
+    return {
+        "part_accuracy": float(same.sum() / max(both.sum(), 1)),
+        "uv_error": float(uv_error.mean()) if uv_error.size else float("nan"),
+        "body_iou": float(both.sum() / max(union.sum(), 1)),
+    }
+
+
+def run_truth(
+    truth_h5: str | Path,
+    frames_h5: str | Path,
+    out: str | Path,
+    anny_cache: str | Path,
+    fitted_labels_h5: str | Path | None = None,
+) -> dict[str, float]:
+    """The synthetic subject's true 3D labels and IUV in the frames' crop, by the same code.
+
+    With ``fitted_labels_h5`` (the labels3d cache made from the body fit), logs and returns how
+    well the fit's IUV and 3D labels agree with the truth.
+    """
+    charts = iuv.anny_charts(anny_cache)
+    with (
+        cache.open_cache(truth_h5, "synthetic_truth") as truth,
+        cache.open_cache(frames_h5, "frames") as frames,
+    ):
+        vertices, faces = truth.read("vertices"), truth.read("faces")
+        attrs = {key: truth.attrs[key] for key in ("camera_K", "camera_R", "camera_t")}
+        source_index = frames.read("source_index")
+        crop_box, resolution = frames.attrs["crop_box"], int(frames.attrs["resolution"])
+        source_sha256 = frames.attrs["source_sha256"]
+    camera = truth_camera(attrs, crop_box, resolution)
+    rasterizer = Rasterizer(faces, vertices.shape[1], device="cpu", reference_vertices=vertices[0])
+    count, size = len(source_index), (resolution, resolution)
+    with cache.write_cache(out, "labels3d", {"truth": True}, source_sha256) as writer:
+        labels = writer.frame_dataset("laplacian", count, (*size, 3), np.float16)
+        iuvs = writer.frame_dataset("iuv", count, (*size, 3), np.uint8)
+        masks = writer.frame_dataset("mask", count, size, bool)
+        for row, index in enumerate(progress(source_index, count, "true labels")):
+            frame = vertices[index]
+            label, iuv_png, mask = render_labels(rasterizer, frame, faces, camera, LAPLACIAN_SCALE, charts)
+            labels[row], iuvs[row], masks[row] = label, iuv_png, mask
+        writer.array("fitted", np.ones(count, bool))
+        writer.attrs.update(
+            {"resolution": resolution, "laplacian": "cotangent", "laplacian_scale": LAPLACIAN_SCALE}
+        )
+    if fitted_labels_h5 is None:
+        return {}
+    with (
+        cache.open_cache(out, "labels3d") as truth,
+        cache.open_cache(fitted_labels_h5, "labels3d") as fitted,
+    ):
+        scores = compare_iuv(fitted.read("iuv"), truth.read("iuv"))
+        both = fitted.read("mask") & truth.read("mask")
+        difference = fitted.read("laplacian").astype(np.float32) - truth.read("laplacian").astype(np.float32)
+        scores["label3d_error"] = float(np.abs(difference[both]).mean())
+    log.info("fit against the truth: %s", ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    return scores
