@@ -86,3 +86,29 @@ def cached_png_shape(path):
     import cv2
 
     return cv2.imread(str(path)).shape
+
+
+def test_imported_iuv_replaces_the_rendered_one(
+    synthetic_labels, synthetic_body3d, synthetic_frames, anny_cache_dir
+):
+    import cv2
+
+    from posetransfer.errors import PosetransferError
+    from posetransfer.labels3d import IuvParams, external_iuv
+
+    folder = synthetic_labels / "import"
+    folder.mkdir()
+    with cache.open_cache(synthetic_labels / "labels3d.h5") as labels:
+        rendered = labels.read("iuv")
+    flipped = rendered[:, :, ::-1].copy()  # a different, valid IUV: mirrored images
+    for index, image in enumerate(flipped):
+        cv2.imwrite(str(folder / f"frame_{index}.png"), image)
+    params = IuvParams(backend="import", import_dir=str(synthetic_labels / "{subject}"))
+    external = external_iuv(params, synthetic_frames, subject="import")
+    out = synthetic_labels / "imported.h5"
+    labels3d.run(synthetic_body3d, out, synthetic_labels / "imported.png", anny_cache_dir, external=external)
+    with cache.open_cache(out) as labels:
+        assert np.array_equal(labels.read("iuv"), flipped)
+    (folder / "frame_0.png").unlink()
+    with pytest.raises(PosetransferError, match=f"{folder}: expected {len(rendered)} IUV PNGs"):
+        external_iuv(params, synthetic_frames, subject="import")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,14 +83,20 @@ def workflow_run(tmp_path_factory, anny_cache_dir):
 
 def test_workflow_produces_valid_caches_previews_logs_and_benchmarks(workflow_run):
     workdir = workflow_run[0]
-    for path in ("frames.h5", "synthetic/truth.h5"):
+    stages = ("frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture")
+    for path in (*(f"{stage}.h5" for stage in stages), "synthetic/truth.h5", "synthetic/labels3d_truth.h5"):
         assert "valid: yes" in cache.describe(workdir / "results/synth" / path, verify=True)
     with cache.open_cache(workdir / "results/synth/frames.h5") as frames:
         assert frames.dataset("frames").shape == (12, 128, 128, 3)
         assert frames.read("person_found").all()
-    for preview in ("frames.png", "synthetic.mp4"):
+    previews = ("frames.png", "synthetic.mp4", "pose2d.mp4", "masks.png", "flow.png", "background.png")
+    for preview in (*previews, "body3d.mp4", "labels3d.png", "texture.png"):
         assert (workdir / "results/synth/previews" / preview).stat().st_size > 5_000
-    for rule in ("frames", "synthesize"):
+    accuracy = json.loads((workdir / "results/synth/synthetic/fit_accuracy.json").read_text())
+    assert (
+        accuracy["part_accuracy"] > 0.7
+    )  # 12 frames at 128 px: a rough check; tests/test_labels3d.py is exact
+    for rule in ("frames", "synthesize", "pose2d", "masks", "flow", "background", "body3d", "labels3d"):
         log = (workdir / f"logs/synth/{rule}.log").read_text()
         assert "100%" in log and "Traceback" not in log
         assert (workdir / f"benchmarks/synth/{rule}.tsv").read_text().startswith("s\th:m:s")
@@ -104,7 +111,8 @@ def test_workflow_produces_valid_caches_previews_logs_and_benchmarks(workflow_ru
 
 def test_workflow_outputs_are_byte_identical_across_runs(workflow_run):
     first, second = workflow_run
-    for path in ("synthetic/video.mp4", "synthetic/truth.h5", "frames.h5"):
+    outputs = ("synthetic/video.mp4", "synthetic/truth.h5", "frames.h5", "pose2d.h5", "masks.h5", "flow.h5")
+    for path in (*outputs, "background.h5", "body3d.h5", "labels3d.h5", "texture.h5"):
         assert (first / "results/synth" / path).read_bytes() == (
             second / "results/synth" / path
         ).read_bytes(), path

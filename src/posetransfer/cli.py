@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--preview", type=Path, required=True, metavar="PNG", help="contact sheet to write")
     labels.add_argument("--anny-cache", type=Path, required=True, help="Anny's model cache folder")
     labels.add_argument("--tiles", type=int, default=12, help="frames in the contact sheet")
+    labels.add_argument(
+        "--frames", type=Path, metavar="FRAMES.h5", help="the frames (iuv backends other than render)"
+    )
+    labels.add_argument("--iuv", type=_json, default={}, help="the config's iuv section as JSON")
+    labels.add_argument("--subject", default="", help="subject name, replaces {subject} in iuv.import_dir")
 
     texture = commands.add_parser(
         "texture",
@@ -266,7 +271,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "labels3d":
         from posetransfer import labels3d
 
-        labels3d.run(args.body3d, args.out, args.preview, args.anny_cache, args.tiles)
+        external = labels3d.external_iuv(labels3d.IuvParams.from_config(args.iuv), args.frames, args.subject)
+        labels3d.run(args.body3d, args.out, args.preview, args.anny_cache, args.tiles, external)
         return 0
     if args.command == "texture":
         from posetransfer import texture

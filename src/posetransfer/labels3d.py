@@ -14,12 +14,16 @@ IUV: DensePose's 24 parts and per-part UV charts (``posetransfer.iuv``), in Dens
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from posetransfer import cache, iuv, preview
 from posetransfer.body3d import crop_camera
+from posetransfer.errors import ConfigError
 from posetransfer.progress import progress
 from posetransfer.raster import Camera, Rasterizer, interpolate
 
@@ -75,14 +79,53 @@ def render_labels(
     return label, iuv.to_densepose_png(parts, u, v), raster.mask
 
 
+@dataclass(frozen=True)
+class IuvParams:
+    """The ``iuv`` section of the config: where the IUV images come from."""
+
+    backend: str = "render"
+    import_dir: str | None = None
+    densepose_config: str | None = None
+    densepose_weights: str | None = None
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> IuvParams:
+        return cls(**section)
+
+
+def external_iuv(params: IuvParams, frames_h5: str | Path, subject: str) -> np.ndarray | None:
+    """IUV PNG images (N, R, R, 3) from a folder or from detectron2's DensePose; None to render."""
+    if params.backend == "render":
+        return None
+    with cache.open_cache(frames_h5, "frames") as frames_cache:
+        frames = frames_cache.read("frames")
+    if params.backend == "import":
+        if params.import_dir is None:
+            raise ConfigError("iuv.import_dir: required by iuv.backend import")
+        folder = Path(params.import_dir.replace("{subject}", subject))
+        parts, u, v = iuv.import_folder(folder, len(frames), frames.shape[1])
+    elif params.backend == "densepose":
+        config, weights = params.densepose_config, params.densepose_weights
+        if config is None or weights is None:
+            raise ConfigError(
+                "iuv.densepose_config and iuv.densepose_weights: required by iuv.backend densepose"
+            )
+        parts, u, v = iuv.densepose_predict(frames, config, weights)
+    else:
+        raise ConfigError(f"iuv.backend: unknown backend {params.backend!r}")
+    log.info("IUV from %s: body on %.1f%% of pixels", params.backend, 100 * (parts > 0).mean())
+    return iuv.to_densepose_png(parts, u, v)
+
+
 def run(
     body3d_h5: str | Path,
     out: str | Path,
     preview_png: str | Path,
     anny_cache: str | Path,
     tiles: int = 12,
+    external: np.ndarray | None = None,
 ) -> None:
-    """3D labels and IUV for every frame of a fitted subject."""
+    """3D labels and IUV for every frame of a fitted subject (IUV from ``external`` when given)."""
     charts = iuv.anny_charts(anny_cache)
     with cache.open_cache(body3d_h5, "body3d") as fit:
         vertices, faces = fit.read("vertices"), fit.read("faces")
@@ -106,6 +149,10 @@ def run(
                 continue  # frames in long gaps stay empty (all zero)
             label, iuv_png, mask = render_labels(rasterizer, vertices[index], faces, camera, scale, charts)
             labels[index], iuvs[index], masks[index] = label, iuv_png, mask
+        if external is not None:
+            if external.shape != iuvs.shape:
+                raise ConfigError(f"iuv: imported IUV has shape {external.shape}, expected {iuvs.shape}")
+            iuvs[...] = external
         writer.array("fitted", fitted)
         writer.attrs.update({"resolution": resolution, "laplacian": "cotangent", "laplacian_scale": scale})
     log.info("wrote %s (Laplacian scale %.1f / m)", out, scale)

@@ -38,6 +38,7 @@ rule body3d:
 rule labels3d:
     input:
         body3d="results/{subject}/body3d.h5",
+        frames="results/{subject}/frames.h5",
         body_model=ANNY_MARKER,
     output:
         cache="results/{subject}/labels3d.h5",
@@ -50,6 +51,7 @@ rule labels3d:
     params:
         cache_dir=lambda wildcards, input: os.path.dirname(input.body_model),
         tiles=config["preview"]["tiles"],
+        iuv=section_json("iuv"),
     log:
         "logs/{subject}/labels3d.log",
     benchmark:
@@ -62,7 +64,8 @@ rule labels3d:
         ENV
     shell:
         "posetransfer labels3d {input.body3d:q} {output.cache:q} --preview {output.preview:q}"
-        " --anny-cache {params.cache_dir:q} --tiles {params.tiles} > {log:q} 2>&1"
+        " --anny-cache {params.cache_dir:q} --tiles {params.tiles} --frames {input.frames:q}"
+        " --iuv {params.iuv:q} --subject {wildcards.subject} > {log:q} 2>&1"
 
 
 rule texture:
