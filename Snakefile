@@ -18,9 +18,16 @@ include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/frames.smk"
 include: "workflow/rules/labels2d.smk"
 include: "workflow/rules/body3d.smk"
+include: "workflow/rules/training.smk"
 
 
 report: "workflow/report/workflow.rst"
+
+
+# Rules that run on the submitting machine, not as SLURM jobs (README, "Running on a cluster"):
+# only the target rule; every stage scales with the video and belongs on a compute node.
+localrules:
+    all,
 
 
 rule all:

@@ -156,3 +156,39 @@ def rewrite_frames(source: Path, out: Path, frames: np.ndarray) -> Path:
             writer.array(name, array)
         writer.attrs.update(attrs)
     return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_subject_dir(
+    synthetic_frames, synthetic_pose2d, synthetic_body3d, anny_cache_dir, tmp_path_factory
+) -> Path:
+    """A folder with every cache training reads, for the synthetic clip (16 frames at 256 px)."""
+    import shutil
+
+    from posetransfer import background, flow, labels3d, masks, texture
+
+    folder = tmp_path_factory.mktemp("synthetic_subject")
+    for source, name in (
+        (synthetic_frames, "frames.h5"),
+        (synthetic_pose2d, "pose2d.h5"),
+        (synthetic_body3d, "body3d.h5"),
+    ):
+        shutil.copy(source, folder / name)
+    masks.run(folder / "frames.h5", folder / "masks.h5", folder / "masks.png", masks.MasksParams())
+    flow.run(folder / "frames.h5", folder / "flow.h5", folder / "flow.png", flow.FlowParams())
+    background.run(
+        folder / "frames.h5",
+        folder / "masks.h5",
+        folder / "background.h5",
+        folder / "bg.png",
+        background.BackgroundParams(),
+    )
+    labels3d.run(folder / "body3d.h5", folder / "labels3d.h5", folder / "labels3d.png", anny_cache_dir)
+    texture.run(
+        folder / "frames.h5",
+        folder / "labels3d.h5",
+        folder / "texture.h5",
+        folder / "texture.png",
+        texture.TextureParams(),
+    )
+    return folder

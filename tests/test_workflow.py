@@ -45,7 +45,7 @@ def test_lint_is_clean(tmp_path):
     [
         ({"frames": {"resolution": 100}}, "config key frames.resolution: 100 is not a multiple of 16"),
         ({"frames": {"backend": "x"}}, "unknown config key frames.backend"),
-        ({"flow": {}}, "unknown config key flow"),
+        ({"optical_flow": {}}, "unknown config key optical_flow"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, config, expected):

@@ -180,6 +180,30 @@ def build_parser() -> argparse.ArgumentParser:
     truth.add_argument("--fitted", type=Path, metavar="LABELS3D.h5", help="labels made from the body fit")
     truth.add_argument("--metrics", type=Path, metavar="JSON", help="where to write the accuracy")
 
+    pre = commands.add_parser(
+        "pretrain",
+        help="pretrain the UV generator on the IUV of several subjects (a workflow stage)",
+        description="Person-agnostic UV-generator pretraining (Eq. 6) on the caches of every "
+        "SUBJECT_DIR (results/{subject}); writes the generator's weights to OUT.pt.",
+    )
+    pre.add_argument("out", type=Path, metavar="OUT.pt")
+    pre.add_argument("subject_dirs", type=Path, nargs="+", metavar="SUBJECT_DIR")
+    pre.add_argument("--config", type=_json, required=True, help="the whole validated config as JSON")
+    pre.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    train = commands.add_parser(
+        "train",
+        help="train a subject's neural renderer, resuming from its last checkpoint (a workflow stage)",
+        description="Joint training of UV generator, hybrid texture, D2G-Net and background on the "
+        "caches in SUBJECT_DIR; checkpoints, losses.csv, samples.png and loss_curve.png go to OUT_DIR. "
+        "A killed run started again resumes from OUT_DIR/last.pt.",
+    )
+    train.add_argument("subject_dir", type=Path, metavar="SUBJECT_DIR")
+    train.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    train.add_argument("--config", type=_json, required=True, help="the whole validated config as JSON")
+    train.add_argument("--pretrained", type=Path, help="UV generator weights from pretrain")
+    train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
     body = commands.add_parser(
         "build-body-model",
         help="build the Anny body model's cache once (about 45 s and 790 MB)",
@@ -286,6 +310,18 @@ def _run(args: argparse.Namespace) -> int:
         scores = labels3d.run_truth(args.truth, args.frames, args.out, args.anny_cache, args.fitted)
         if args.metrics is not None:
             args.metrics.write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n")
+        return 0
+    if args.command == "pretrain":
+        from posetransfer import pretrain
+
+        config = pretrain.PretrainConfig.from_config(args.config)
+        pretrain.run(args.subject_dirs, args.out, config, args.device)
+        return 0
+    if args.command == "train":
+        from posetransfer import training
+
+        config = training.TrainConfig.from_config(args.config)
+        training.run(args.subject_dir, args.out_dir, config, args.pretrained, args.device)
         return 0
     if args.command == "build-body-model":
         from posetransfer.synthesize import build_model_cache

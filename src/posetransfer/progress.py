@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TextIO, TypeVar
 
 from tqdm import tqdm
@@ -28,19 +28,21 @@ class _LineStream:
         self._stream.flush()
 
 
-def progress(iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
-    """tqdm on a terminal; in a log file, a plain line about every 10 seconds and at the end."""
+def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "frame") -> tqdm:
+    """tqdm on a terminal; in a log file, a plain line about every 10 seconds and at the end.
+
+    Returns the bar itself (iterate over it; ``set_postfix`` shows losses).
+    """
     if sys.stderr.isatty():
-        yield from tqdm(iterable, total=total, desc=desc, unit="frame", dynamic_ncols=True)
-        return
-    yield from tqdm(
+        return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True)
+    return tqdm(
         iterable,
         total=total,
         desc=desc,
-        unit="frame",
+        unit=unit,
         file=_LineStream(sys.stderr),
         mininterval=10.0,
-        ncols=100,
+        ncols=120,
         ascii=True,
     )
 

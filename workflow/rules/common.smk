@@ -46,6 +46,27 @@ def section_json(name):
     return json.dumps(config[name], sort_keys=True)
 
 
+def pretrain_subjects():
+    """Subjects whose IUV pretrains the UV generator (config pretrain.subjects)."""
+    chosen = config["pretrain"]["subjects"]
+    names = sorted(SUBJECTS) if chosen == "all" else chosen
+    unknown = sorted(set(names) - set(SUBJECTS))
+    if unknown:
+        sys.exit(f"posetransfer: config error: pretrain.subjects: {unknown[0]} is not in the subject sheet")
+    return names
+
+
+TRAINING_CACHES = ["frames", "pose2d", "labels3d", "masks", "flow", "background", "texture"]
+
+
+def pretrain_inputs(wildcards):
+    return expand("results/{subject}/{stage}.h5", subject=pretrain_subjects(), stage=TRAINING_CACHES)
+
+
+def subject_training_inputs(wildcards):
+    return expand("results/{subject}/{stage}.h5", subject=wildcards.subject, stage=TRAINING_CACHES)
+
+
 def all_outputs():
     stages = ["frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture"]
     previews = ["frames.png", "pose2d.mp4", "masks.png", "flow.png", "background.png", "body3d.mp4"]
@@ -54,4 +75,86 @@ def all_outputs():
     outputs += expand("results/{subject}/previews/{name}", subject=sorted(SUBJECTS), name=previews)
     outputs += expand("results/{subject}/previews/synthetic.mp4", subject=synthetic_subjects())
     outputs += expand("results/{subject}/synthetic/fit_accuracy.json", subject=synthetic_subjects())
+    outputs += expand("results/{subject}/model/model.pt", subject=sorted(SUBJECTS))
     return outputs
+
+
+# --- failure summary (issue 8: cluster runs) -----------------------------------------------------
+# When a run fails, one line per failed job naming the subject, the rule and why (the last line
+# of the job's log) or, for a SLURM job stopped at its time limit, the resource to raise. Local and
+# SLURM runs alike; with --keep-going the other subjects' jobs have finished by then.
+import re as _re
+
+
+def _failure_reason(rule_name, message, logs, resources):
+    """Why a job failed, in words, from Snakemake's error block and the job's own log."""
+    state = _re.search(r"SLURM status is: '([A-Z_]+)", message or "")
+    if state and state.group(1) == "TIMEOUT":
+        runtime = _re.search(r"\bruntime=(\d+)", resources or "")
+        limit = f"{runtime.group(1)} min" if runtime else "its runtime"
+        doubled = 2 * int(runtime.group(1)) if runtime else 120
+        return (
+            f"SLURM stopped it at its time limit ({limit}): raise the `runtime` resource (minutes)"
+            f" of rule {rule_name}, e.g."
+            f" `--set-resources {rule_name}:runtime={doubled}`, or under set-resources in the profile"
+        )
+    if state and state.group(1) == "OUT_OF_MEMORY":
+        return f"SLURM stopped it for exceeding its memory: raise the `mem_mb` resource of rule {rule_name}"
+    if state and state.group(1) != "FAILED":  # FAILED: the command failed; its log says why
+        return f"the SLURM job ended {state.group(1)}; run the same command again to resume"
+    for path in logs:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                tail = [line.strip() for line in handle.read().splitlines() if line.strip()]
+        except OSError:
+            continue
+        if tail:
+            return tail[-1]
+    return (message or "see the log above").strip()
+
+
+def failure_summary(logfiles):
+    """Lines naming each failed job's subject, rule and reason, from Snakemake's run log(s)."""
+    lines = []
+    for logfile in logfiles:
+        try:
+            with open(logfile, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        headers = {}  # jobid -> the resources line of the job's header
+        for header in _re.finditer(r"^(?:local)?[r]ule \w+:\n((?:    .*\n)+)", text, _re.M):
+            jobid = _re.search(r"^    jobid: (\d+)$", header.group(1), _re.M)
+            resources = _re.search(r"^    resources: (.*)$", header.group(1), _re.M)
+            if jobid and resources:
+                headers[jobid.group(1)] = resources.group(1)
+        for block in _re.finditer(r"^Error in [r]ule (\w+):\n((?:    .*\n?)+)", text, _re.M):
+            rule_name, body = block.group(1), block.group(2)
+            fields = dict(_re.findall(r"^    (\w+): (.*)$", body, _re.M))
+            logs = [
+                path.strip()
+                for path in fields.get("log", "").split(" (check log")[0].split(",")
+                if path.strip() and "/slurm/" not in path
+            ]
+            paths = [*_re.split(r",\s*", fields.get("output", "")), *logs]
+            subject = next(
+                (part for path in paths for part in path.split("/") if part in SUBJECTS), None
+            )
+            reason = _failure_reason(rule_name, fields.get("message"), logs, headers.get(fields.get("jobid")))
+            who = f"subject {subject}, rule {rule_name}" if subject else f"rule {rule_name}"
+            lines.append(f"  {who}: {reason}")
+    if lines:
+        lines.insert(0, f"posetransfer: {len(lines)} job(s) failed:")
+    return lines
+
+
+def _print_failure_summary(log):
+    for line in failure_summary(log):
+        print(line, file=sys.stderr)
+
+
+# The same as an `onerror:` block (which the linter counts as a rule beside functions).
+workflow.onerror(_print_failure_summary)
+
+
+# --- end of failure summary ----------------------------------------------------------------------

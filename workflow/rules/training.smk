@@ -1,0 +1,66 @@
+# The neural renderer: person-agnostic UV-generator pretraining, then per-subject joint training.
+
+
+rule pretrain_uv:
+    input:
+        caches=pretrain_inputs,
+    output:
+        "results/pretrain/uvgen_pretrained.pt",
+    params:
+        subject_dirs=lambda wildcards: " ".join(f"results/{name}" for name in pretrain_subjects()),
+        config=json.dumps(config, sort_keys=True),
+        device=config["device"],
+    log:
+        "logs/pretrain_uv.log",
+    benchmark:
+        "benchmarks/pretrain_uv.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "posetransfer pretrain {output:q} {params.subject_dirs} --config {params.config:q}"
+        " --device {params.device} > {log:q} 2>&1"
+
+
+rule train:
+    input:
+        caches=subject_training_inputs,
+        pretrained="results/pretrain/uvgen_pretrained.pt",
+    output:
+        model="results/{subject}/model/model.pt",
+        losses="results/{subject}/model/losses.csv",
+        curve=report(
+            "results/{subject}/model/loss_curve.png",
+            caption="../report/loss_curve.rst",
+            category="Training",
+            labels={"subject": "{subject}", "view": "loss curves"},
+        ),
+        samples=report(
+            "results/{subject}/model/samples.png",
+            caption="../report/samples.rst",
+            category="Training",
+            labels={"subject": "{subject}", "view": "samples"},
+        ),
+    params:
+        subject_dir="results/{subject}",
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
+        config=json.dumps(config, sort_keys=True),
+        device=config["device"],
+    log:
+        "logs/{subject}/train.log",
+    benchmark:
+        "benchmarks/{subject}/train.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=1440,
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "posetransfer train {params.subject_dir:q} {params.out_dir:q} --config {params.config:q}"
+        " --pretrained {input.pretrained:q} --device {params.device} > {log:q} 2>&1"
