@@ -12,20 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
+
+from common import timed
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "juggler_a.mp4"
-
-
-def timed(label: str, frames: int, work) -> float:
-    start = time.perf_counter()
-    work()
-    seconds = time.perf_counter() - start
-    rate = frames / seconds
-    print(f"{label:<44} {frames:5d} frames {seconds:8.2f} s {rate:8.1f} frames/s")
-    return rate
 
 
 def main() -> None:

@@ -13,21 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from common import timed
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "juggler_a.mp4"
-
-
-def timed(label: str, frames: int, work: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    work()
-    seconds = time.perf_counter() - start
-    rate = frames / seconds
-    print(f"{label:<36} {frames:5d} frames {seconds:8.2f} s {rate:8.1f} frames/s", flush=True)
-    return rate
 
 
 def bench_resolution(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from posetransfer import cache, pretrain
+from posetransfer import cache, pretrain, training
 from posetransfer.dataset import SubjectData, SubjectPaths, split
 from posetransfer.errors import ConfigError
 from posetransfer.training import TrainConfig, Trainer
@@ -97,3 +97,19 @@ def test_pretraining_writes_a_uv_generator(synthetic_subject_dir, tmp_path):
     assert state["history"][-1]["total"] < state["history"][0]["total"]
     trainer = _trainer(synthetic_subject_dir, tmp_path, replace(TINY, ngf=8, n_blocks=2))
     trainer.renderer.uv_generator.load_state_dict(state["uv_generator"])  # the shapes fit
+
+
+def test_saved_model_renders_any_pose_labels(synthetic_subject_dir, tmp_path):
+    from posetransfer import render
+
+    config = replace(TINY, epochs=1, warmup_epochs=0)
+    training.run(synthetic_subject_dir, tmp_path, config, pretrained=None, device="cpu")
+    assert (tmp_path / "loss_curve.png").stat().st_size > 5_000
+    renderer, meta = render.load(tmp_path / "model.pt")
+    labels, valid = render.pose_labels(synthetic_subject_dir, meta["resolution"])
+    frames = render.render(renderer, labels[:5], batch=2)
+    assert frames.shape == (5, 64, 64, 3) and frames.dtype == np.uint8 and valid.all()
+    again = render.render(renderer, labels[:5], batch=5)
+    assert np.abs(frames.astype(int) - again.astype(int)).max() <= 1  # batching does not change it
+    with pytest.raises(Exception, match="not a final model"):
+        render.load(tmp_path / "last.pt")

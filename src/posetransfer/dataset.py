@@ -44,7 +44,7 @@ class SubjectPaths:
         )
 
 
-def _resize(images: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+def resize_images(images: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     """Resize (N, H, W[, C]) images to size x size (area filter, or nearest for labels)."""
     if images.shape[1] == size:
         return images
@@ -85,17 +85,20 @@ class SubjectData:
         self.keypoints[..., :2] *= scale
         self.valid = pose_valid & fitted
         self.train_index, self.val_index = split(self.valid)
-        self.images = _to_signed(_resize(rgb, size))
+        self.images = to_signed(resize_images(rgb, size))
         self.pose = np.concatenate(
-            [_to_signed(_resize(skeleton, size)), _resize(laplacian.astype(np.float32), size, nearest=True)],
+            [
+                to_signed(resize_images(skeleton, size)),
+                resize_images(laplacian.astype(np.float32), size, nearest=True),
+            ],
             axis=-1,
         )
-        parts, u, v = iuv.from_densepose_png(_resize(iuv_png, size, nearest=True))
+        parts, u, v = iuv.from_densepose_png(resize_images(iuv_png, size, nearest=True))
         self.parts, self.uv = parts.astype(np.int64), np.stack([u, v], axis=-1)
-        self.mask = _resize(mask.astype(np.uint8), size, nearest=True).astype(np.float32)
-        self.flow_backward = _resize(backward, size) * scale  # pair i: frame i+1 -> i
-        self.confidence = _resize(confidence, size)
-        self.background = _to_signed(_resize(bg[None], size))[0]
+        self.mask = resize_images(mask.astype(np.uint8), size, nearest=True).astype(np.float32)
+        self.flow_backward = resize_images(backward, size) * scale  # pair i: frame i+1 -> i
+        self.confidence = resize_images(confidence, size)
+        self.background = to_signed(resize_images(bg[None], size))[0]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -131,7 +134,7 @@ class SubjectData:
         return torch.as_tensor(self.background, device=device).permute(2, 0, 1).contiguous()
 
 
-def _to_signed(images: np.ndarray) -> np.ndarray:
+def to_signed(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 127.5 - 1.0
 
 

@@ -1,0 +1,66 @@
+"""Inference: a trained model renders frames from any pose labels, in batches (no flow needed).
+
+``load`` rebuilds the renderer from the plain-dict checkpoint (``model.pt``); ``pose_labels`` reads
+the 6-channel pose label (skeleton + 3D label) of a subject's caches; ``render`` turns labels into
+uint8 RGB frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posetransfer import cache
+from posetransfer.dataset import resize_images, to_signed
+from posetransfer.errors import CacheError
+from posetransfer.training import Renderer, TrainConfig, load_checkpoint, to_uint8
+
+
+def load(model_path: str | Path, device: str = "cpu") -> tuple[Renderer, dict]:
+    """The trained renderer (eval mode) and the checkpoint's ``meta`` (resolution, fps)."""
+    state = load_checkpoint(Path(model_path))
+    if "meta" not in state:
+        raise CacheError("not a final model (no meta); use model.pt, not last.pt", model_path)
+    config = TrainConfig(**state["config"])
+    weights = state["models"]["renderer"]
+    resolution = int(state["meta"]["resolution"])
+    if config.variant == "pose_to_image":
+        atlas, background = np.zeros((24, 2, 2, 3), np.uint8), torch.zeros(3, resolution, resolution)
+    else:
+        size = weights["texture.texture"].shape[-1]
+        atlas, background = np.zeros((24, size, size, 3), np.uint8), torch.zeros(3, resolution, resolution)
+    renderer = Renderer(config, atlas, background)
+    renderer.load_state_dict(weights)
+    return renderer.to(device).eval(), state["meta"]
+
+
+def pose_labels(subject_dir: str | Path, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, R, R, 6) float32 pose labels in [-1, 1] and the valid flags, from a subject's caches."""
+    subject_dir = Path(subject_dir)
+    with cache.open_cache(subject_dir / "pose2d.h5", "pose2d") as pose:
+        skeleton, valid = pose.read("skeleton"), pose.read("valid")
+    with cache.open_cache(subject_dir / "labels3d.h5", "labels3d") as labels:
+        laplacian, fitted = labels.read("laplacian"), labels.read("fitted")
+    label = np.concatenate(
+        [
+            to_signed(resize_images(skeleton, resolution)),
+            resize_images(laplacian.astype(np.float32), resolution, nearest=True),
+        ],
+        axis=-1,
+    )
+    return label, valid & fitted
+
+
+@torch.no_grad()
+def render(renderer: Renderer, labels: np.ndarray, batch: int = 8, device: str = "cpu") -> np.ndarray:
+    """Render (N, R, R, 6) pose labels to (N, R, R, 3) uint8 frames, ``batch`` at a time."""
+    if labels.ndim != 4 or labels.shape[-1] != 6:
+        raise ValueError(f"pose labels must be (N, H, W, 6), got {labels.shape}")
+    frames = []
+    for start in range(0, len(labels), batch):
+        chunk = torch.as_tensor(labels[start : start + batch], device=device).permute(0, 3, 1, 2)
+        images = renderer(chunk.contiguous())["image"].float()
+        frames += [to_uint8(image) for image in images]
+    return np.stack(frames)
