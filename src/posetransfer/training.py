@@ -379,7 +379,8 @@ class Trainer:
                 tiles.append(to_uint8(tensor[row]))
                 labels.append(f"{kind} {frame} {name}")
         grid = preview.contact_sheet(tiles, labels, tile=160, columns=4)
-        preview.save_png(self.out_dir / "samples.png", grid)
+        preview.save_png(self.out_dir / "samples" / f"step_{self.step:06d}.png", grid)
+        preview.save_png(self.out_dir / "samples.png", grid)  # the latest, for the report
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
