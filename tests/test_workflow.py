@@ -120,8 +120,9 @@ def test_workflow_outputs_are_byte_identical_across_runs(workflow_run):
 
 def test_report_collects_the_previews(workflow_run):
     workdir = workflow_run[0]
-    snakemake(workdir, "--report", str(workdir / "report.html"))
+    result = snakemake(workdir, "--report", str(workdir / "report.html"))
     assert (workdir / "report.html").stat().st_size > 50_000
+    assert "(ERROR/" not in result.stdout + result.stderr  # every caption is valid reStructuredText
 
 
 def test_truncated_cache_is_reported_by_inspect(workflow_run, tmp_path):
