@@ -185,7 +185,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as handle:  # a path would put the temporary name into the archive
+            torch.save(state, handle)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

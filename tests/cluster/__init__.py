@@ -1,0 +1,1 @@
+"""Tests against a live one-node SLURM (see conftest.py and start_slurm.sh)."""
