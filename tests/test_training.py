@@ -112,7 +112,7 @@ def test_saved_model_renders_any_pose_labels(synthetic_subject_dir, tmp_path):
     again = render.render(renderer, labels[:5], batch=5)
     assert np.abs(frames.astype(int) - again.astype(int)).max() <= 1  # batching does not change it
     with pytest.raises(Exception, match="not a final model"):
-        render.load(tmp_path / "last.pt")
+        render.load(tmp_path / "work" / "last.pt")
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import csv
 import logging
 import os
 import random
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -416,7 +417,13 @@ def _append_csv(path: Path, row: Mapping[str, Any]) -> None:
 
 def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretrained: str | Path | None,
         device: str = "auto") -> None:  # fmt: skip
-    """Train one subject from its caches in ``subject_dir``; write the model and its logs to ``out_dir``."""
+    """Train one subject from its caches in ``subject_dir``; write the model and its logs to ``out_dir``.
+
+    Work in progress (``last.pt``, ``losses.csv``, ``samples/``) lives in ``out_dir/work``; the
+    final files (``model.pt``, ``losses.csv``, ``loss_curve.png``, ``samples.png``) appear in
+    ``out_dir`` only at the end. So a killed run leaves no half-made final file for Snakemake to
+    object to, and the same command resumes from ``work/last.pt``.
+    """
     from posetransfer.synthesize import resolve_device
 
     out_dir = Path(out_dir)
@@ -426,8 +433,9 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
     data = SubjectData(SubjectPaths.in_folder(subject_dir), config.resolution)
     with cache.open_cache(Path(subject_dir) / "texture.h5", "texture") as texture:
         atlas = texture.read("atlas")
-    trainer = Trainer(config, data, atlas, out_dir, device)
-    if pretrained is not None and config.variant != "pose_to_image" and not (out_dir / "last.pt").exists():
+    work = out_dir / "work"
+    trainer = Trainer(config, data, atlas, work, device)
+    if pretrained is not None and config.variant != "pose_to_image" and not (work / "last.pt").exists():
         state = load_checkpoint(Path(pretrained))
         trainer.renderer.uv_generator.load_state_dict(state["uv_generator"])
         log.info("UV generator starts from %s", pretrained)
@@ -440,11 +448,14 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
         trainer.steps_per_epoch,
         device,
     )
-    trainer.run(out_dir / "last.pt")
+    trainer.run(work / "last.pt")
     final = trainer.state()
     final["meta"] = {"resolution": data.resolution, "fps": data.fps, "subject_dir": str(subject_dir)}
-    save_checkpoint(out_dir / "model.pt", final)
+    for name in ("losses.csv", "samples.png"):
+        shutil.copyfile(work / name, out_dir / f".{name}.tmp")
+        os.replace(out_dir / f".{name}.tmp", out_dir / name)
     plot_losses(out_dir / "losses.csv", out_dir / "loss_curve.png")
+    save_checkpoint(out_dir / "model.pt", final)
 
 
 def plot_losses(csv_path: Path, png: Path) -> None:
