@@ -140,3 +140,32 @@ def test_every_variant_trains(synthetic_subject_dir, tmp_path, changes):
         assert trainer.renderer.texture.texture.shape[1] == 3
     image = trainer.render(trainer.data.val_index[:1])
     assert image.shape == (1, 3, 64, 64) and image.abs().max() <= 1
+
+
+def test_evaluation_of_a_trained_model(synthetic_subject_dir, tmp_path):
+    import json
+
+    from posetransfer import evaluate
+
+    training.run(synthetic_subject_dir, tmp_path, replace(TINY, epochs=2), pretrained=None, device="cpu")
+    result = evaluate.run(
+        synthetic_subject_dir, tmp_path / "model.pt", tmp_path / "m.json", tmp_path / "e.png", 1
+    )
+    assert json.loads((tmp_path / "m.json").read_text()) == result
+    assert result["frames"] == 2 and len(result["robust_frames"]) == 1  # 10% of 16 frames, M = 1
+    assert 0 < result["ssim"] <= 1 and 10 < result["psnr"] < 60 and result["psnr_box"] < result["psnr"]
+    assert (
+        result["temporal_error"] >= 0
+        and result["fid"] is None
+        and "inception_weights" in result["fid_unavailable"]
+    )
+    assert (tmp_path / "e.png").stat().st_size > 2_000
+    with pytest.raises(ConfigError, match=r"evaluation\.inception_weights"):
+        evaluate.run(
+            synthetic_subject_dir,
+            tmp_path / "model.pt",
+            tmp_path / "n.json",
+            tmp_path / "n.png",
+            1,
+            "nope.pth",
+        )

@@ -92,6 +92,9 @@ def test_workflow_produces_valid_caches_previews_logs_and_benchmarks(workflow_ru
     previews = ("frames.png", "synthetic.mp4", "pose2d.mp4", "masks.png", "flow.png", "background.png")
     for preview in (*previews, "body3d.mp4", "labels3d.png", "texture.png"):
         assert (workdir / "results/synth/previews" / preview).stat().st_size > 5_000
+    evaluation = json.loads((workdir / "results/synth/evaluation/metrics.json").read_text())
+    assert 0 < evaluation["ssim"] <= 1 and evaluation["frames"] >= 1
+    assert (workdir / "results/synth/model/loss_curve.png").stat().st_size > 5_000
     accuracy = json.loads((workdir / "results/synth/synthetic/fit_accuracy.json").read_text())
     assert (
         accuracy["part_accuracy"] > 0.7

@@ -205,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--pretrained", type=Path, help="UV generator weights from pretrain")
     train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="self-transfer metrics of a trained model on its validation frames (a workflow stage)",
+        description="Render SUBJECT_DIR's validation frames with MODEL.pt; write SSIM, PSNR (whole "
+        "frame and person box), Robust-SSIM/PSNR and the temporal error as JSON, and a sample grid.",
+    )
+    evaluate.add_argument("subject_dir", type=Path, metavar="SUBJECT_DIR")
+    evaluate.add_argument("model", type=Path, metavar="MODEL.pt")
+    evaluate.add_argument("out", type=Path, metavar="METRICS.json")
+    evaluate.add_argument(
+        "--samples", type=Path, required=True, metavar="PNG", help="real | ours | error grid"
+    )
+    evaluate.add_argument("--params", type=_json, default={}, help="the config's evaluation section as JSON")
+
     body = commands.add_parser(
         "build-body-model",
         help="build the Anny body model's cache once (about 45 s and 790 MB)",
@@ -323,6 +337,18 @@ def _run(args: argparse.Namespace) -> int:
 
         config = training.TrainConfig.from_config(args.config)
         training.run(args.subject_dir, args.out_dir, config, args.pretrained, args.device)
+        return 0
+    if args.command == "evaluate":
+        from posetransfer import evaluate
+
+        evaluate.run(
+            args.subject_dir,
+            args.model,
+            args.out,
+            args.samples,
+            robust_count=args.params.get("robust_frames", 10),
+            inception_weights=args.params.get("inception_weights"),
+        )
         return 0
     if args.command == "build-body-model":
         from posetransfer.synthesize import build_model_cache

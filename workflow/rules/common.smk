@@ -76,6 +76,7 @@ def all_outputs():
     outputs += expand("results/{subject}/previews/synthetic.mp4", subject=synthetic_subjects())
     outputs += expand("results/{subject}/synthetic/fit_accuracy.json", subject=synthetic_subjects())
     outputs += expand("results/{subject}/model/model.pt", subject=sorted(SUBJECTS))
+    outputs += expand("results/{subject}/evaluation/metrics.json", subject=sorted(SUBJECTS))
     return outputs
 
 

@@ -64,3 +64,33 @@ rule train:
     shell:
         "posetransfer train {params.subject_dir:q} {params.out_dir:q} --config {params.config:q}"
         " --pretrained {input.pretrained:q} --device {params.device} > {log:q} 2>&1"
+
+
+rule evaluate:
+    input:
+        caches=subject_training_inputs,
+        model="results/{subject}/model/model.pt",
+    output:
+        metrics="results/{subject}/evaluation/metrics.json",
+        samples=report(
+            "results/{subject}/evaluation/samples.png",
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+            labels={"subject": "{subject}", "view": "validation frames"},
+        ),
+    params:
+        subject_dir="results/{subject}",
+        evaluation=section_json("evaluation"),
+    log:
+        "logs/{subject}/evaluate.log",
+    benchmark:
+        "benchmarks/{subject}/evaluate.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "posetransfer evaluate {params.subject_dir:q} {input.model:q} {output.metrics:q}"
+        " --samples {output.samples:q} --params {params.evaluation:q} > {log:q} 2>&1"
