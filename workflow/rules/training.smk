@@ -79,7 +79,7 @@ rule evaluate:
             labels={"subject": "{subject}", "view": "validation frames"},
         ),
     params:
-        subject_dir="results/{subject}",
+        subject_dir=lambda wildcards, input: os.path.dirname(input.caches[0]),
         evaluation=section_json("evaluation"),
     log:
         "logs/{subject}/evaluate.log",
