@@ -86,13 +86,7 @@ class SubjectData:
         self.valid = pose_valid & fitted
         self.train_index, self.val_index = split(self.valid)
         self.images = to_signed(resize_images(rgb, size))
-        self.pose = np.concatenate(
-            [
-                to_signed(resize_images(skeleton, size)),
-                resize_images(laplacian.astype(np.float32), size, nearest=True),
-            ],
-            axis=-1,
-        )
+        self.pose = pose_label(skeleton, laplacian, size)
         parts, u, v = iuv.from_densepose_png(resize_images(iuv_png, size, nearest=True))
         self.parts, self.uv = parts.astype(np.int64), np.stack([u, v], axis=-1)
         self.mask = resize_images(mask.astype(np.uint8), size, nearest=True).astype(np.float32)
@@ -132,6 +126,12 @@ class SubjectData:
 
     def background_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
         return torch.as_tensor(self.background, device=device).permute(2, 0, 1).contiguous()
+
+
+def pose_label(skeleton: np.ndarray, laplacian: np.ndarray, size: int) -> np.ndarray:
+    """The 6-channel pose label (N, size, size, 6) in [-1, 1]: skeleton image + 3D label."""
+    signed = to_signed(resize_images(skeleton, size))
+    return np.concatenate([signed, resize_images(laplacian.astype(np.float32), size, nearest=True)], axis=-1)
 
 
 def to_signed(images: np.ndarray) -> np.ndarray:

@@ -14,8 +14,9 @@ IUV: DensePose's 24 parts and per-part UV charts (``posetransfer.iuv``), in Dens
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,8 @@ def render_labels(
     vertices: np.ndarray,
     faces: np.ndarray,
     camera: Camera,
-    scale: float,
     charts: iuv.BodyCharts,
+    scale: float = LAPLACIAN_SCALE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One frame's (3D label (H, W, 3) float32 in [-1, 1], IUV PNG (H, W, 3) uint8, mask (H, W))."""
     raster = rasterizer.render(vertices, camera)
@@ -135,28 +136,43 @@ def run(
         source_sha256 = fit.attrs["source_sha256"]
     camera = crop_camera(K, resolution)
     first = int(np.flatnonzero(fitted)[0]) if fitted.any() else 0
-    scale = LAPLACIAN_SCALE
     rasterizer = Rasterizer(faces, vertices.shape[1], device="cpu", reference_vertices=vertices[first])
-    count, size = len(vertices), (resolution, resolution)
-    with cache.write_cache(
-        out, "labels3d", {"laplacian": "cotangent", "scale": scale}, source_sha256
-    ) as writer:
+    poses = [vertices[index] if fitted[index] else None for index in range(len(vertices))]
+    render = partial(render_labels, rasterizer, faces=faces, camera=camera, charts=charts)
+    section = {"laplacian": "cotangent", "scale": LAPLACIAN_SCALE}
+    write_labels(out, section, source_sha256, resolution, poses, render, fitted, "labels3d", external)
+    log.info("wrote %s (Laplacian scale %.1f / m)", out, LAPLACIAN_SCALE)
+    write_preview(out, preview_png, tiles)
+
+
+def write_labels(
+    out: str | Path,
+    section: Mapping[str, Any],
+    source_sha256: str,
+    resolution: int,
+    poses: Sequence[np.ndarray | None],
+    render: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    fitted: np.ndarray,
+    desc: str,
+    external: np.ndarray | None = None,
+) -> None:
+    """Render each pose (None: an empty frame) into a labels3d cache; ``external`` replaces the IUV."""
+    count, size = len(poses), (resolution, resolution)
+    with cache.write_cache(out, "labels3d", section, source_sha256) as writer:
         labels = writer.frame_dataset("laplacian", count, (*size, 3), np.float16)
         iuvs = writer.frame_dataset("iuv", count, (*size, 3), np.uint8)
         masks = writer.frame_dataset("mask", count, size, bool)
-        for index in progress(range(count), count, "labels3d"):
-            if not fitted[index]:
-                continue  # frames in long gaps stay empty (all zero)
-            label, iuv_png, mask = render_labels(rasterizer, vertices[index], faces, camera, scale, charts)
-            labels[index], iuvs[index], masks[index] = label, iuv_png, mask
+        for index in progress(range(count), count, desc):
+            if poses[index] is not None:  # frames in long gaps of the fit stay empty (all zero)
+                labels[index], iuvs[index], masks[index] = render(poses[index])
         if external is not None:
             if external.shape != iuvs.shape:
                 raise ConfigError(f"iuv: imported IUV has shape {external.shape}, expected {iuvs.shape}")
             iuvs[...] = external
         writer.array("fitted", fitted)
-        writer.attrs.update({"resolution": resolution, "laplacian": "cotangent", "laplacian_scale": scale})
-    log.info("wrote %s (Laplacian scale %.1f / m)", out, scale)
-    write_preview(out, preview_png, tiles)
+        writer.attrs.update(
+            {"resolution": resolution, "laplacian": "cotangent", "laplacian_scale": LAPLACIAN_SCALE}
+        )
 
 
 def part_colors(parts: np.ndarray) -> np.ndarray:
@@ -239,19 +255,10 @@ def run_truth(
         source_sha256 = frames.attrs["source_sha256"]
     camera = truth_camera(attrs, crop_box, resolution)
     rasterizer = Rasterizer(faces, vertices.shape[1], device="cpu", reference_vertices=vertices[0])
-    count, size = len(source_index), (resolution, resolution)
-    with cache.write_cache(out, "labels3d", {"truth": True}, source_sha256) as writer:
-        labels = writer.frame_dataset("laplacian", count, (*size, 3), np.float16)
-        iuvs = writer.frame_dataset("iuv", count, (*size, 3), np.uint8)
-        masks = writer.frame_dataset("mask", count, size, bool)
-        for row, index in enumerate(progress(source_index, count, "true labels")):
-            frame = vertices[index]
-            label, iuv_png, mask = render_labels(rasterizer, frame, faces, camera, LAPLACIAN_SCALE, charts)
-            labels[row], iuvs[row], masks[row] = label, iuv_png, mask
-        writer.array("fitted", np.ones(count, bool))
-        writer.attrs.update(
-            {"resolution": resolution, "laplacian": "cotangent", "laplacian_scale": LAPLACIAN_SCALE}
-        )
+    poses = [vertices[index] for index in source_index]
+    render = partial(render_labels, rasterizer, faces=faces, camera=camera, charts=charts)
+    fitted = np.ones(len(poses), bool)
+    write_labels(out, {"truth": True}, source_sha256, resolution, poses, render, fitted, "true labels")
     if fitted_labels_h5 is None:
         return {}
     with (

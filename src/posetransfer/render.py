@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from posetransfer import cache
-from posetransfer.dataset import resize_images, to_signed
+from posetransfer.dataset import pose_label
 from posetransfer.errors import CacheError
 from posetransfer.training import Renderer, TrainConfig, load_checkpoint, to_uint8
 
@@ -43,13 +43,7 @@ def pose_labels(subject_dir: str | Path, resolution: int) -> tuple[np.ndarray, n
         skeleton, valid = pose.read("skeleton"), pose.read("valid")
     with cache.open_cache(subject_dir / "labels3d.h5", "labels3d") as labels:
         laplacian, fitted = labels.read("laplacian"), labels.read("fitted")
-    label = np.concatenate(
-        [
-            to_signed(resize_images(skeleton, resolution)),
-            resize_images(laplacian.astype(np.float32), resolution, nearest=True),
-        ],
-        axis=-1,
-    )
+    label = pose_label(skeleton, laplacian, resolution)
     return label, valid & fitted
 
 
