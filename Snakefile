@@ -19,6 +19,7 @@ include: "workflow/rules/frames.smk"
 include: "workflow/rules/labels2d.smk"
 include: "workflow/rules/body3d.smk"
 include: "workflow/rules/training.smk"
+include: "workflow/rules/transfer.smk"
 
 
 report: "workflow/report/workflow.rst"

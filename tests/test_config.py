@@ -3,7 +3,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posetransfer.config import load_config, load_subjects, section_hash, validate_config
+from posetransfer.config import (
+    Subject,
+    load_config,
+    load_driving,
+    load_subjects,
+    section_hash,
+    transfer_pairs,
+    validate_config,
+)
 from posetransfer.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,3 +101,20 @@ def test_subject_sheet_needs_its_header(tmp_path):
     path.write_text("subject\tpath\nbob\tx.mp4\n")
     with pytest.raises(ConfigError, match="expected tab-separated columns name, video"):
         load_subjects(path)
+
+
+def test_transfer_pairs_expand_every_target_and_name_bad_entries(tmp_path):
+    subjects = [Subject("alice", "synthetic:0"), Subject("bob", "synthetic:1")]
+    driving = load_driving({"dance": "synthetic:2"}, subjects, tmp_path)
+    assert transfer_pairs(["dance -> *", "bob -> alice"], subjects, driving) == [
+        ("dance", "alice"), ("dance", "bob"), ("bob", "alice")
+    ]  # fmt: skip
+    assert transfer_pairs(["alice -> *"], subjects, driving) == [("alice", "bob")]  # not onto itself
+    with pytest.raises(ConfigError, match=r"^config key transfer.pairs.0: driving 'carol' is neither"):
+        transfer_pairs(["carol -> alice"], subjects, driving)
+    with pytest.raises(ConfigError, match=r"^config key transfer.pairs.1: target 'dance' is not a subject"):
+        transfer_pairs(["dance -> alice", "bob -> dance"], subjects, driving)
+    with pytest.raises(ConfigError, match=r"transfer.driving.alice: alice is already a subject"):
+        load_driving({"alice": "synthetic:3"}, subjects, tmp_path)
+    with pytest.raises(ConfigError, match=r"video file not found: .*nowhere.mp4"):
+        load_driving({"walk": "nowhere.mp4"}, subjects, tmp_path)

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import REPO
 
-from posetransfer import cache
+from posetransfer import cache, video
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # A small synthetic subject: few frames, but people still big enough for MediaPipe.
 SMALL = {
     "synthetic": {"width": 320, "height": 384, "num_frames": 12, "fps": 12},
     "frames": {"resolution": 128},
+    # A second synthetic person drives the subject, rendered over the driving video's scene.
+    "transfer": {
+        "driving": {"walk": "synthetic:3"},
+        "pairs": ["walk -> *"],
+        "paste_back": True,
+        "background": "driving",
+    },
 }
 
 
@@ -95,6 +104,9 @@ def test_workflow_produces_valid_caches_previews_logs_and_benchmarks(workflow_ru
     evaluation = json.loads((workdir / "results/synth/evaluation/metrics.json").read_text())
     assert 0 < evaluation["ssim"] <= 1 and evaluation["frames"] >= 1
     assert (workdir / "results/synth/model/loss_curve.png").stat().st_size > 5_000
+    transferred = json.loads((workdir / "results/transfer/walk_to_synth/metrics.json").read_text())
+    assert transferred["frames"] == 12 and transferred["fid"] is None and transferred["fid_unavailable"]
+    assert (workdir / "results/synth/report.html").stat().st_size > 50_000
     accuracy = json.loads((workdir / "results/synth/synthetic/fit_accuracy.json").read_text())
     assert (
         accuracy["part_accuracy"] > 0.7
@@ -119,6 +131,56 @@ def test_workflow_outputs_are_byte_identical_across_runs(workflow_run):
         assert (first / "results/synth" / path).read_bytes() == (
             second / "results/synth" / path
         ).read_bytes(), path
+
+
+def test_transfer_videos_follow_the_driving_video(workflow_run):
+    workdir = workflow_run[0]
+    driving = video.probe(workdir / "results/walk/synthetic/video.mp4")
+    result = video.probe(workdir / "results/transfer/walk_to_synth/video.mp4")
+    assert (result.container_frames, result.fps) == (driving.container_frames, driving.fps) == (12, 12)
+    assert (result.width, result.height) == (3 * 128, 128)  # driving | skeleton | ours
+    frames = list(video.read_frames(workdir / "results/transfer/walk_to_synth/video.mp4"))
+    assert len(frames) == 12 and all(frame.std() > 5 for frame in frames)
+    pasted = video.probe(workdir / "results/transfer/walk_to_synth/pasted.mp4")
+    assert (pasted.width, pasted.height, pasted.container_frames) == (320, 384, 12)  # target frame size
+    with cache.open_cache(workdir / "results/transfer/walk_to_synth/labels3d.h5", "labels3d") as labels:
+        assert labels.read("mask").any(axis=(1, 2)).all()  # the target's body in every driving pose
+
+
+def test_transfer_command_preprocesses_a_new_driving_video_like_the_workflow(workflow_run, tmp_path):
+    workdir = workflow_run[0]
+    out = tmp_path / "walk.mp4"
+    command = [
+        sys.executable,
+        "-m",
+        "posetransfer",
+        "transfer",
+        "--model",
+        str(workdir / "results/synth/model"),
+    ]
+    command += ["--driving", str(workdir / "results/walk/synthetic/video.mp4"), "--out", str(out)]
+    subprocess.run([*command, "--config", str(workdir / "config.yaml")], check=True, cwd=workdir)
+    assert video.probe(out).container_frames == 12
+    assert {"frames.h5", "pose2d.h5", "body3d.h5", "background.h5"} <= {
+        path.name for path in (tmp_path / "walk.driving").iterdir()
+    }
+    with (
+        cache.open_cache(tmp_path / "walk.labels3d.h5") as ours,
+        cache.open_cache(workdir / "results/transfer/walk_to_synth/labels3d.h5") as workflows,
+    ):
+        assert np.array_equal(ours.read("laplacian"), workflows.read("laplacian"))
+    summary = json.loads((tmp_path / "walk.json").read_text())
+    assert summary["frames"] == 12 and summary["background"] == "driving"
+
+
+def test_subject_report_links_only_existing_files(workflow_run):
+    workdir = workflow_run[0]
+    page = workdir / "results/synth/report.html"
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.read_text())
+    files = [source for source in sources if not source.startswith("data:")]
+    assert files == ["../transfer/walk_to_synth/video.mp4", "../transfer/walk_to_synth/pasted.mp4"]
+    assert all((page.parent / source).is_file() for source in files)
+    assert len(sources) - len(files) >= 4  # loss curves, samples, validation and challenging frames
 
 
 def test_report_collects_the_previews(workflow_run):

@@ -149,11 +149,18 @@ class AnnyFit(torch.nn.Module):
         return delta
 
     def forward(self) -> dict[str, torch.Tensor]:
-        phenotype = self.phenotype_values()
-        kwargs = {name: phenotype[i].expand(len(self.root)) for i, name in enumerate(PHENOTYPE_NAMES)}
-        output = self.model(pose_parameters=self.deltas(), phenotype_kwargs=kwargs)
-        output["keypoints"] = self.regressor(output)
-        return output
+        return pose_body(self.model, self.regressor, self.phenotype_values(), self.deltas())
+
+
+def pose_body(model, regressor, phenotype: torch.Tensor, deltas: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Anny posed by (N, J, 4, 4) ``deltas`` with one shape (phenotype values in [0, 1]).
+
+    Returns Anny's output (``vertices`` (N, V, 3), ...) plus ``keypoints``: COCO-23 joints (N, 23, 3).
+    """
+    kwargs = {name: phenotype[i].expand(len(deltas)) for i, name in enumerate(PHENOTYPE_NAMES)}
+    output = model(pose_parameters=deltas, phenotype_kwargs=kwargs)
+    output["keypoints"] = regressor(output)
+    return output
 
 
 def project(points: torch.Tensor, focal: float, center: tuple[float, float]) -> torch.Tensor:

@@ -7,6 +7,7 @@ non-zero exit status; tracebacks are kept for bugs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     train.add_argument("--config", type=_json, required=True, help="the whole validated config as JSON")
     train.add_argument("--pretrained", type=Path, help="UV generator weights from pretrain")
+    train.add_argument("--variant", help="train this model variant instead of the config's model.variant")
     train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     evaluate = commands.add_parser(
@@ -217,7 +219,54 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--samples", type=Path, required=True, metavar="PNG", help="real | ours | error grid"
     )
+    evaluate.add_argument("--robust", type=Path, metavar="PNG", help="the challenging poses: real | ours")
     evaluate.add_argument("--params", type=_json, default={}, help="the config's evaluation section as JSON")
+
+    transfer = commands.add_parser(
+        "transfer",
+        help="make a trained subject perform a driving video's motion",
+        description="Render the subject whose model is in --model performing the motion of --driving "
+        "(a video file, preprocessed here through the same stages as the workflow) or of "
+        "--driving-dir (a results/{name} folder the workflow made). Writes OUT.mp4 (driving | "
+        "normalised skeleton | result) at the driving video's frame rate, and beside it "
+        "OUT.json (frames, ms/frame, FID or why it is unavailable) and OUT.labels3d.h5/.png.",
+        epilog="Example: posetransfer transfer --model results/synthetic/model --driving dance.mp4 "
+        "--out dance_synthetic.mp4",
+    )
+    transfer.add_argument(
+        "--model", type=Path, required=True, metavar="DIR",
+        help="a trained model's folder (results/{subject}/model) or its model.pt",
+    )  # fmt: skip
+    source = transfer.add_mutually_exclusive_group(required=True)
+    source.add_argument("--driving", type=Path, metavar="VIDEO", help="a driving video file")
+    source.add_argument("--driving-dir", type=Path, metavar="DIR", help="a preprocessed results/{name}")
+    transfer.add_argument("--out", type=Path, required=True, metavar="OUT.mp4")
+    transfer.add_argument(
+        "--config", type=Path, default=Path("config.yaml"),
+        help="the workflow's config file (default: config.yaml; missing: the defaults)",
+    )  # fmt: skip
+    transfer.add_argument("--config-json", type=_json, help="the whole validated config as JSON (rules)")
+    transfer.add_argument(
+        "--work-dir", type=Path, help="where --driving is preprocessed (default: beside OUT)"
+    )
+    transfer.add_argument("--paste-into", type=Path, metavar="VIDEO", help="paste the result back into "
+                          "the target's original video (the one its frames came from)")  # fmt: skip
+    transfer.add_argument("--pasted", type=Path, metavar="MP4", help="where the pasted-back video goes")
+    transfer.add_argument("--metrics", type=Path, metavar="JSON", help="default: OUT.json")
+    transfer.add_argument("--labels", type=Path, metavar="H5", help="posed 3D labels (OUT.labels3d.h5)")
+    transfer.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    report = commands.add_parser(
+        "report",
+        help="write a subject's standalone HTML report (a workflow stage)",
+        description="One HTML page for SUBJECT_DIR (results/{subject}): metric table, loss curves, "
+        "sample and challenging frames, transfer videos playing in the page, and the ablation "
+        "table of every trained variant.",
+    )
+    report.add_argument("subject_dir", type=Path, metavar="SUBJECT_DIR")
+    report.add_argument("out", type=Path, metavar="OUT.html")
+    report.add_argument("--transfers", type=Path, nargs="*", default=[], metavar="DIR",
+                        help="results/transfer/{driving}_to_{subject} folders")  # fmt: skip
 
     body = commands.add_parser(
         "build-body-model",
@@ -324,7 +373,9 @@ def _run(args: argparse.Namespace) -> int:
 
         scores = labels3d.run_truth(args.truth, args.frames, args.out, args.anny_cache, args.fitted)
         if args.metrics is not None:
-            args.metrics.write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n")
+            from posetransfer.outputs import write_json
+
+            write_json(args.metrics, scores)
         return 0
     if args.command == "pretrain":
         from posetransfer import pretrain
@@ -336,6 +387,8 @@ def _run(args: argparse.Namespace) -> int:
         from posetransfer import training
 
         config = training.TrainConfig.from_config(args.config)
+        if args.variant is not None:
+            config = dataclasses.replace(config, variant=args.variant)
         training.run(args.subject_dir, args.out_dir, config, args.pretrained, args.device)
         return 0
     if args.command == "evaluate":
@@ -348,7 +401,18 @@ def _run(args: argparse.Namespace) -> int:
             args.samples,
             robust_count=args.params.get("robust_frames", 10),
             inception_weights=args.params.get("inception_weights"),
+            robust_png=args.robust,
         )
+        return 0
+    if args.command == "transfer":
+        from posetransfer import transfer
+
+        transfer.run_cli(args)
+        return 0
+    if args.command == "report":
+        from posetransfer import report
+
+        report.write_subject_report(args.subject_dir, args.out, args.transfers)
         return 0
     if args.command == "build-body-model":
         from posetransfer.synthesize import build_model_cache

@@ -169,3 +169,37 @@ def _check_row(subject: Subject, base: Path, where: str) -> Subject:
     if not video.is_file():
         raise ConfigError(f"subject {subject.name}: video file not found: {video}", where)
     return Subject(name=subject.name, video=str(video), notes=subject.notes)
+
+
+def load_driving(
+    section: Mapping[str, str], subjects: list[Subject], base: str | Path = "."
+) -> list[Subject]:
+    """The driving-only videos of ``transfer.driving``: checked like sheet rows, names unique."""
+    taken = {subject.name for subject in subjects}
+    driving = []
+    for name, video in section.items():
+        where = f"transfer.driving.{name}"
+        if name in taken:
+            raise ConfigError(f"{where}: {name} is already a subject in the sheet; use another name")
+        driving.append(_check_row(Subject(name=name, video=video, notes="driving video"), Path(base), where))
+    return driving
+
+
+def transfer_pairs(
+    pairs: list[str], subjects: list[Subject], driving: list[Subject]
+) -> list[tuple[str, str]]:
+    """``transfer.pairs`` as (driving, target) names; ``*`` as target means every sheet subject."""
+    targets = [subject.name for subject in subjects]
+    sources = set(targets) | {video.name for video in driving}
+    result: list[tuple[str, str]] = []
+    for index, pair in enumerate(pairs):
+        source, target = (part.strip() for part in pair.split("->"))
+        where = f"config key transfer.pairs.{index}"
+        if source not in sources:
+            raise ConfigError(f"{where}: driving {source!r} is neither in transfer.driving nor in the sheet")
+        if target != "*" and target not in targets:
+            raise ConfigError(f"{where}: target {target!r} is not a subject in the sheet")
+        for name in targets if target == "*" else [target]:
+            if name != source and (source, name) not in result:
+                result.append((source, name))
+    return result

@@ -9,13 +9,12 @@ FID needs InceptionV3 weights from the user; without them ``metrics.json`` says 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from posetransfer import metrics, preview, render
+from posetransfer import metrics, outputs, preview, render
 from posetransfer.dataset import SubjectData, SubjectPaths
 from posetransfer.training import to_uint8
 
@@ -52,7 +51,8 @@ def summarise(per_frame: list[dict[str, float]]) -> dict[str, float]:
 
 
 def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, samples_png: str | Path,
-        robust_count: int = 10, inception_weights: str | None = None) -> dict:  # fmt: skip
+        robust_count: int = 10, inception_weights: str | None = None,
+        robust_png: str | Path | None = None) -> dict:  # fmt: skip
     """Evaluate the model on its subject's validation frames; write metrics JSON and a sample grid."""
     renderer, meta = render.load(model)
     resolution = int(meta["resolution"])
@@ -62,7 +62,12 @@ def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, sample
     ours = render.render(renderer, labels)
     real = np.stack([to_uint8(image) for image in data.batch(val)["image"]])
     per_frame = [frame_scores(r, o, m > 0) for r, o, m in zip(real, ours, data.mask[val], strict=True)]
-    result = {"frames": len(val), "resolution": resolution, **summarise(per_frame)}
+    result = {
+        "frames": len(val),
+        "resolution": resolution,
+        "variant": renderer.variant,
+        **summarise(per_frame),
+    }
     robust = metrics.robust_frames(data.keypoints[data.train_index], data.keypoints[val], m=robust_count)
     robust_scores = summarise([per_frame[i] for i in robust]) if len(robust) else {}
     result.update({f"robust_{key}": value for key, value in robust_scores.items() if key in ("ssim", "psnr")})
@@ -79,8 +84,8 @@ def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, sample
         result["temporal_error"] = float(np.mean(errors))
     _, reason = metrics.resolve_inception_weights(inception_weights)  # a missing file is an error
     result["fid"] = None  # FID compares cross-subject transfer with the target's frames
-    result["fid_unavailable"] = reason or "FID is measured on pose transfer, which is not run yet"
-    Path(out_json).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    result["fid_unavailable"] = reason or "FID is measured on pose transfer: results/transfer/*/metrics.json"
+    outputs.write_json(out_json, result)
     log.info("%s", ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float)))
     picks = list(robust[:3]) or [0]
     tiles, names = [], []
@@ -90,4 +95,10 @@ def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, sample
         tiles += [real[i], ours[i], error_map]
         names += [f"frame {val[i]} real", "ours", "|error| x4"]
     preview.save_png(samples_png, preview.contact_sheet(tiles, names, tile=192, columns=3))
+    if robust_png is not None:  # the challenging poses, real | ours, two pairs a row
+        tiles, names = [], []
+        for i in robust if len(robust) else [0]:
+            tiles += [real[i], ours[i]]
+            names += [f"frame {val[i]} real", f"ours {per_frame[i]['psnr']:.1f} dB"]
+        preview.save_png(robust_png, preview.contact_sheet(tiles, names, tile=160, columns=4))
     return result

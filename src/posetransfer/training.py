@@ -149,14 +149,19 @@ class Renderer(torch.nn.Module):
             pose_input = "none" if config.variant == "no_condition" else config.d2g_pose_input
             self.d2g = D2GNet(in_channels=channels, pose_input=pose_input, **size)
 
-    def forward(self, pose: torch.Tensor, use_d2g: bool = True) -> dict[str, torch.Tensor]:
+    def forward(
+        self, pose: torch.Tensor, use_d2g: bool = True, background: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Render pose labels; ``background`` (1 or N, 3, H, W) replaces the learned one (Fig. 13)."""
         if self.variant == "pose_to_image":
             image = self.generator(pose)
             return {"image": image, "rgb_branch": image}
         logits, uv = self.uv_generator(pose)
         probs = logits.softmax(dim=1)
         mapped = self.texture(probs, uv)
-        background = self.background().expand(len(pose), -1, -1, -1)
+        if background is None:
+            background = self.background()
+        background = background.to(pose).expand(len(pose), -1, -1, -1)
         p_background = probs[:, :1]
         rgb_branch = composite(mapped[:, :3], background, p_background)  # Eq. 4
         out = {"logits": logits, "uv": uv, "rgb_branch": rgb_branch, "image": rgb_branch}

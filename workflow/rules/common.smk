@@ -4,7 +4,7 @@ import os
 import shutil
 import sys
 
-from posetransfer.config import load_subjects, validate_config
+from posetransfer.config import load_driving, load_subjects, transfer_pairs, validate_config
 from posetransfer.errors import PosetransferError
 
 ENV = "../../envs/posetransfer.yaml"
@@ -17,6 +17,13 @@ if shutil.which("posetransfer") is None:
 try:
     _validated = validate_config(config)
     SUBJECTS = {subject.name: subject for subject in load_subjects(_validated["subjects"])}
+    # Driving-only videos: preprocessed like subjects (frames, 2D labels, body fit), never trained.
+    DRIVING = {
+        video.name: video for video in load_driving(_validated["transfer"]["driving"], list(SUBJECTS.values()))
+    }
+    TRANSFERS = transfer_pairs(
+        _validated["transfer"]["pairs"], list(SUBJECTS.values()), list(DRIVING.values())
+    )
 except PosetransferError as error:
     sys.exit(f"posetransfer: config error: {error}")
 config.clear()
@@ -25,25 +32,43 @@ config.update(_validated)
 ANNY_MARKER = f"{config['anny_cache_dir']}/built.txt"
 
 
+VIDEOS = {**SUBJECTS, **DRIVING}  # everything the preprocessing rules may be asked for
+# Extra model variants trained beside the main one for the ablation table (Tables 1-3):
+# results/{subject}/model-{variant}/ and evaluation-{variant}/; "" is the main model.
+VARIANT_SUFFIXES = ["", *(f"-{name}" for name in config["evaluation"]["variants"])]
+
+
 wildcard_constraints:
-    subject="|".join(sorted(SUBJECTS)),
+    subject="|".join(sorted(VIDEOS)),
+    driving="|".join(sorted(VIDEOS)),
+    target="|".join(sorted(SUBJECTS)),
+    variant=f"({'|'.join(VARIANT_SUFFIXES)})",
 
 
 def synthetic_subjects():
-    return [name for name, subject in SUBJECTS.items() if subject.synthetic_seed is not None]
+    return [name for name, video in VIDEOS.items() if video.synthetic_seed is not None]
 
 
-def subject_video(wildcards):
+def video_of(name):
     """The video a subject's frames come from: its file, or the rendered synthetic video."""
-    subject = SUBJECTS[wildcards.subject]
+    subject = VIDEOS[name]
     if subject.synthetic_seed is not None:
         return f"results/{subject.name}/synthetic/video.mp4"
     return subject.video
 
 
+def subject_video(wildcards):
+    return video_of(wildcards.subject)
+
+
 def section_json(name):
     """A config section as JSON, for a rule's command line."""
     return json.dumps(config[name], sort_keys=True)
+
+
+def sections_json(*names):
+    """Some top-level keys of the config as one JSON object: a rule reruns only when they change."""
+    return json.dumps({name: config[name] for name in names}, sort_keys=True)
 
 
 def pretrain_subjects():
@@ -67,16 +92,35 @@ def subject_training_inputs(wildcards):
     return expand("results/{subject}/{stage}.h5", subject=wildcards.subject, stage=TRAINING_CACHES)
 
 
+def variant_of(wildcards):
+    """The model variant of a ``{variant}`` suffix: "" is model.variant, "-no_d2g" is no_d2g."""
+    return wildcards.variant.lstrip("-") or config["model"]["variant"]
+
+
+def transfer_dirs(target=None):
+    """results/transfer/{driving}_to_{target} of every configured pair (of one target)."""
+    return [
+        f"results/transfer/{driving}_to_{name}"
+        for driving, name in TRANSFERS
+        if target is None or name == target
+    ]
+
+
 def all_outputs():
     stages = ["frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture"]
     previews = ["frames.png", "pose2d.mp4", "masks.png", "flow.png", "background.png", "body3d.mp4"]
     previews += ["labels3d.png", "texture.png"]
     outputs = expand("results/{subject}/{stage}.h5", subject=sorted(SUBJECTS), stage=stages)
     outputs += expand("results/{subject}/previews/{name}", subject=sorted(SUBJECTS), name=previews)
+    outputs += expand("results/{subject}/previews/{name}", subject=sorted(DRIVING), name=previews[:2])
     outputs += expand("results/{subject}/previews/synthetic.mp4", subject=synthetic_subjects())
     outputs += expand("results/{subject}/synthetic/fit_accuracy.json", subject=synthetic_subjects())
     outputs += expand("results/{subject}/model/model.pt", subject=sorted(SUBJECTS))
-    outputs += expand("results/{subject}/evaluation/metrics.json", subject=sorted(SUBJECTS))
+    outputs += expand(
+        "results/{subject}/evaluation{variant}/metrics.json", subject=sorted(SUBJECTS), variant=VARIANT_SUFFIXES
+    )
+    outputs += [f"{folder}/video.mp4" for folder in transfer_dirs()]
+    outputs += expand("results/{subject}/report.html", subject=sorted(SUBJECTS))
     return outputs
 
 

@@ -33,7 +33,7 @@ rule synthesize:
             labels={"subject": "{subject}", "view": "render with ground truth"},
         ),
     params:
-        seed=lambda wildcards: SUBJECTS[wildcards.subject].synthetic_seed,
+        seed=lambda wildcards: VIDEOS[wildcards.subject].synthetic_seed,
         synthetic=section_json("synthetic"),
         cache_dir=lambda wildcards, input: os.path.dirname(input.body_model),
         device=config["device"],

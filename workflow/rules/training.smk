@@ -8,7 +8,7 @@ rule pretrain_uv:
         "results/pretrain/uvgen_pretrained.pt",
     params:
         subject_dirs=lambda wildcards: " ".join(f"results/{name}" for name in pretrain_subjects()),
-        config=json.dumps(config, sort_keys=True),
+        config=sections_json("seed", "pretrain", "train", "model"),
         device=config["device"],
     log:
         "logs/pretrain_uv.log",
@@ -31,29 +31,30 @@ rule train:
         caches=subject_training_inputs,
         pretrained="results/pretrain/uvgen_pretrained.pt",
     output:
-        model="results/{subject}/model/model.pt",
-        losses="results/{subject}/model/losses.csv",
+        model="results/{subject}/model{variant}/model.pt",
+        losses="results/{subject}/model{variant}/losses.csv",
         curve=report(
-            "results/{subject}/model/loss_curve.png",
+            "results/{subject}/model{variant}/loss_curve.png",
             caption="../report/loss_curve.rst",
             category="Training",
-            labels={"subject": "{subject}", "view": "loss curves"},
+            labels={"subject": "{subject}", "view": "loss curves{variant}"},
         ),
         samples=report(
-            "results/{subject}/model/samples.png",
+            "results/{subject}/model{variant}/samples.png",
             caption="../report/samples.rst",
             category="Training",
-            labels={"subject": "{subject}", "view": "samples"},
+            labels={"subject": "{subject}", "view": "samples{variant}"},
         ),
     params:
         subject_dir="results/{subject}",
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
-        config=json.dumps(config, sort_keys=True),
+        config=sections_json("seed", "train", "model", "losses", "perceptual"),
         device=config["device"],
+        variant=variant_of,
     log:
-        "logs/{subject}/train.log",
+        "logs/{subject}/train{variant}.log",
     benchmark:
-        "benchmarks/{subject}/train.tsv"
+        "benchmarks/{subject}/train{variant}.tsv"
     threads: 2
     resources:
         mem_mb=8000,
@@ -63,28 +64,30 @@ rule train:
         ENV
     shell:
         "posetransfer train {params.subject_dir:q} {params.out_dir:q} --config {params.config:q}"
-        " --pretrained {input.pretrained:q} --device {params.device} > {log:q} 2>&1"
+        " --pretrained {input.pretrained:q} --variant {params.variant} --device {params.device}"
+        " > {log:q} 2>&1"
 
 
 rule evaluate:
     input:
         caches=subject_training_inputs,
-        model="results/{subject}/model/model.pt",
+        model="results/{subject}/model{variant}/model.pt",
     output:
-        metrics="results/{subject}/evaluation/metrics.json",
+        metrics="results/{subject}/evaluation{variant}/metrics.json",
         samples=report(
-            "results/{subject}/evaluation/samples.png",
+            "results/{subject}/evaluation{variant}/samples.png",
             caption="../report/evaluation.rst",
             category="Evaluation",
-            labels={"subject": "{subject}", "view": "validation frames"},
+            labels={"subject": "{subject}", "view": "validation frames{variant}"},
         ),
+        robust="results/{subject}/evaluation{variant}/robust.png",
     params:
         subject_dir=lambda wildcards, input: os.path.dirname(input.caches[0]),
         evaluation=section_json("evaluation"),
     log:
-        "logs/{subject}/evaluate.log",
+        "logs/{subject}/evaluate{variant}.log",
     benchmark:
-        "benchmarks/{subject}/evaluate.tsv"
+        "benchmarks/{subject}/evaluate{variant}.tsv"
     threads: 2
     resources:
         mem_mb=6000,
@@ -93,4 +96,5 @@ rule evaluate:
         ENV
     shell:
         "posetransfer evaluate {params.subject_dir:q} {input.model:q} {output.metrics:q}"
-        " --samples {output.samples:q} --params {params.evaluation:q} > {log:q} 2>&1"
+        " --samples {output.samples:q} --robust {output.robust:q} --params {params.evaluation:q}"
+        " > {log:q} 2>&1"

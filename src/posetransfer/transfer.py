@@ -1,0 +1,534 @@
+"""Pose transfer: a trained subject (the target) performs a driving video's motion (Sec. 4.3).
+
+Three steps, one function each:
+
+1. ``normalise_keypoints``: the driving 2D skeleton is mapped to the target's height and
+   position, Everybody-Dance-Now style. In each video the lowest ankle's image height over time
+   gives a far (5th percentile) and a close (95th percentile) floor position, and the body height
+   (nose to lowest ankle, 90th percentile, so squats and bends do not count) near each. A driving
+   frame whose ankle is at fraction ``s`` between its far and close positions is scaled by the
+   target/driving height ratio interpolated at ``s`` about its ankle, and moved so that its ankle
+   lands at the same fraction of the target's range; horizontally its mid-hip is moved by the
+   difference of the two videos' median mid-hip positions. Videos that never show an ankle and the
+   nose use the neck to mid-hip distance instead.
+2. ``posed_target``: the target's fitted body shape with the driving fit's bone rotations and root
+   orientation, moved per frame by the translation that best projects its joints onto the
+   normalised skeleton in the target's camera (a linear least-squares problem for a pinhole),
+   then rasterised into the 3D label and IUV by the labels3d stage's own writer.
+3. ``run``: both halves of the pose label rendered by the target's model, over its learned
+   background, the driving video's background or any image or video; written as an H.264 video
+   (driving | driving skeleton, normalised | result) at the driving video's frame rate, and
+   optionally pasted back into the target's full original frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from posetransfer import cache, iuv, labels3d, metrics, outputs, preview, render, video
+from posetransfer.body3d import MIN_KEYPOINTS, crop_camera, pose_body, to_coco23
+from posetransfer.dataset import pose_label, resize_images
+from posetransfer.errors import ConfigError, NoPersonError
+from posetransfer.pose2d import Pose2dParams, skeleton_image
+from posetransfer.progress import progress
+from posetransfer.raster import Rasterizer
+from posetransfer.training import to_uint8
+
+log = logging.getLogger(__name__)
+
+NOSE, NECK, MID_HIP, ANKLES = 0, 1, 8, (11, 14)
+BACKGROUND_CHOICES = ("target", "driving")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    """The ``transfer`` section of the config (without the pairs, which the workflow expands)."""
+
+    normalise: bool = True
+    paste_back: bool = False
+    background: str = "target"
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> TransferParams:
+        keys = ("normalise", "paste_back", "background")
+        return cls(**{key: section[key] for key in keys if key in section})
+
+
+# --- 1. skeleton normalisation -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloorStats:
+    """Where a video's person stands (image y of the floor contact) and how tall they appear."""
+
+    far: float  # floor y of the farthest position (5th percentile)
+    close: float  # floor y of the closest position (95th percentile)
+    height_far: float  # body height in pixels near the far position
+    height_close: float
+    center_x: float  # median mid-hip x
+
+
+def _floor_and_height(
+    keypoints: np.ndarray, valid: np.ndarray, min_confidence: float, use_ankles: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the floor y (NaN where unseen) and the body height (NaN where unseen)."""
+    seen = (keypoints[..., 2] >= min_confidence) & valid[:, None]
+    y = keypoints[..., 1]
+    if use_ankles:
+        bottom = np.where(seen[:, ANKLES], y[:, ANKLES], -np.inf).max(axis=1)
+        bottom[~seen[:, ANKLES].any(axis=1)] = np.nan
+        height = np.where(seen[:, NOSE], bottom - y[:, NOSE], np.nan)
+    else:
+        bottom = np.where(seen[:, MID_HIP], y[:, MID_HIP], np.nan)
+        height = np.where(seen[:, NECK], bottom - y[:, NECK], np.nan)
+    height[~(height > 1.0)] = np.nan
+    return bottom, height
+
+
+def floor_stats(
+    keypoints: np.ndarray, valid: np.ndarray, min_confidence: float, use_ankles: bool
+) -> FloorStats:
+    """The floor positions and heights of one video's (N, 25, 3) BODY_25 keypoints."""
+    bottom, height = _floor_and_height(keypoints, valid, min_confidence, use_ankles)
+    both = np.isfinite(bottom) & np.isfinite(height)
+    if not both.any():
+        raise NoPersonError("no frame shows the body's top and bottom keypoints for normalisation")
+    floor, tall = bottom[both], height[both]
+    far, close = float(np.percentile(floor, 5)), float(np.percentile(floor, 95))
+    band = max(0.2 * (close - far), 1.0)  # frames this close to each end measure its height
+    height_far = float(np.percentile(tall[floor <= far + band], 90))
+    height_close = float(np.percentile(tall[floor >= close - band], 90))
+    hips = keypoints[:, MID_HIP][(keypoints[:, MID_HIP, 2] >= min_confidence) & valid]
+    center_x = float(np.median(hips[:, 0])) if len(hips) else float(np.median(keypoints[both, :, 0]))
+    return FloorStats(far, close, height_far, height_close, center_x)
+
+
+def _interpolate_gaps(values: np.ndarray, fallback: float) -> np.ndarray:
+    known = np.flatnonzero(np.isfinite(values))
+    if not len(known):
+        return np.full(len(values), fallback)
+    return np.interp(np.arange(len(values)), known, values[known])
+
+
+def normalise_keypoints(
+    driving: np.ndarray,
+    driving_valid: np.ndarray,
+    target: np.ndarray,
+    target_valid: np.ndarray,
+    min_confidence: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The driving (N, 25, 3) keypoints in the target's proportions and place, and the per-frame scale."""
+    for name, array in (("driving", driving), ("target", target)):
+        if array.ndim != 3 or array.shape[1:] != (25, 3):
+            raise ValueError(f"{name} keypoints must be (N, 25, 3) BODY_25, got {array.shape}")
+    use_ankles = all(
+        np.isfinite(_floor_and_height(k, v, min_confidence, True)).all(axis=0).any()
+        for k, v in ((driving, driving_valid), (target, target_valid))
+    )
+    source = floor_stats(driving, driving_valid, min_confidence, use_ankles)
+    goal = floor_stats(target, target_valid, min_confidence, use_ankles)
+    bottom, _ = _floor_and_height(driving, driving_valid, min_confidence, use_ankles)
+    bottom = _interpolate_gaps(bottom, source.far)
+    span = source.close - source.far
+    # s: where the floor is between far (0) and close (1); beyond them floors extrapolate, scales do not.
+    s = (bottom - source.far) / span if span > 1.0 else np.zeros(len(bottom))
+    inside = np.clip(s, 0.0, 1.0)
+    scale = (
+        1 - inside
+    ) * goal.height_far / source.height_far + inside * goal.height_close / source.height_close
+    anchor_from = np.stack([np.full(len(s), source.center_x), bottom], axis=-1)
+    anchor_to = np.stack([np.full(len(s), goal.center_x), goal.far + s * (goal.close - goal.far)], axis=-1)
+    result = driving.copy()
+    result[..., :2] = anchor_to[:, None] + scale[:, None, None] * (driving[..., :2] - anchor_from[:, None])
+    log.info(
+        "normalised by %s: scale %.3f..%.3f, floor y %.1f..%.1f -> %.1f..%.1f px",
+        "ankles and nose" if use_ankles else "mid-hip and neck", scale.min(), scale.max(),
+        source.far, source.close, goal.far, goal.close,
+    )  # fmt: skip
+    return result.astype(np.float32), scale
+
+
+# --- 2. the target's body in the driving pose ----------------------------------------------------
+
+
+def place_on_skeleton(
+    joints: np.ndarray, keypoints: np.ndarray, weights: np.ndarray, K: np.ndarray, ridge: float = 0.01
+) -> np.ndarray:
+    """Per-frame offsets (N, 3) moving camera-space joints (N, J, 3) onto 2D keypoints (N, J, 2).
+
+    For a pinhole, ``f (X + dx) / (Z + dz) + c = u`` is linear in the offset:
+    ``f dx - (u - c) dz = (u - c) Z - f X`` (likewise for y). Rows are weighted by the keypoints'
+    confidences; a small ridge (``ridge`` x focal per metre) keeps poorly seen frames in place.
+    Frames with fewer than ``MIN_KEYPOINTS`` weighted joints take offsets interpolated from others.
+    """
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    du, dv = keypoints[..., 0] - cx, keypoints[..., 1] - cy
+    X, Y, Z = joints[..., 0], joints[..., 1], joints[..., 2]
+    zero, ones = np.zeros_like(du), np.ones_like(du)
+    rows = np.concatenate(
+        [np.stack([fx * ones, zero, -du], -1), np.stack([zero, fy * ones, -dv], -1)], axis=1
+    )  # (N, 2J, 3)
+    rhs = np.concatenate([du * Z - fx * X, dv * Z - fy * Y], axis=1)  # (N, 2J)
+    w = np.concatenate([weights, weights], axis=1)
+    normal = np.einsum("nr,nri,nrj->nij", w, rows, rows) + ((ridge * fx) ** 2 + 1e-9) * np.eye(3)
+    offsets = np.linalg.solve(normal, np.einsum("nr,nri,nr->ni", w, rows, rhs)[..., None])[..., 0]
+    seen = (weights > 0).sum(axis=1) >= MIN_KEYPOINTS
+    if not seen.any():
+        raise NoPersonError("no driving frame has enough keypoints to place the target's body")
+    for axis in range(3):
+        offsets[:, axis] = np.interp(np.arange(len(offsets)), np.flatnonzero(seen), offsets[seen, axis])
+    return offsets
+
+
+def posed_target(
+    target_body3d: str | Path,
+    driving_body3d: str | Path,
+    keypoints: np.ndarray,
+    min_confidence: float,
+    anny_cache: str | Path,
+    batch: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (N, V, 3) of the target's body in each driving pose, in the target's camera; fitted flags."""
+    from posetransfer.synthetic.body import _import_anny
+
+    with cache.open_cache(target_body3d, "body3d") as target:
+        phenotype, K = target.read("phenotype"), np.asarray(target.attrs["camera_K"])
+        backend = target.attrs.get("backend", "anny")
+    with cache.open_cache(driving_body3d, "body3d") as driving:
+        deltas, fitted = driving.read("deltas"), driving.read("fitted")
+    if backend != "anny":
+        raise ConfigError(f"body3d.backend: transfer supports the anny backend, {target_body3d} is {backend}")
+    if len(deltas) != len(keypoints):
+        raise ConfigError(f"{driving_body3d} has {len(deltas)} frames, its pose2d has {len(keypoints)}")
+    anny = _import_anny(Path(anny_cache))
+    model = anny.Anny()
+    regressor = anny.KeypointsRegressor.coco(model)
+    dtype = model.dtype
+    vertices, joints = [], []
+    with torch.no_grad():
+        shape = torch.as_tensor(phenotype, dtype=dtype)
+        for start in progress(range(0, len(deltas), batch), -(-len(deltas) // batch), "pose target body"):
+            chunk = torch.as_tensor(deltas[start : start + batch], dtype=dtype)
+            output = pose_body(model, regressor, shape, chunk)
+            vertices.append(output["vertices"].numpy())
+            joints.append(output["keypoints"].numpy())
+    vertices, joints = np.concatenate(vertices).astype(np.float64), np.concatenate(joints).astype(np.float64)
+    coco, weights = to_coco23(keypoints, min_confidence)
+    offsets = place_on_skeleton(joints, coco, weights * fitted[:, None], K)
+    return (vertices + offsets[:, None]).astype(np.float32), fitted
+
+
+def write_transfer_labels(
+    out: str | Path,
+    vertices: np.ndarray,
+    fitted: np.ndarray,
+    target_body3d: str | Path,
+    anny_cache: str | Path,
+    preview_png: str | Path,
+) -> None:
+    """A labels3d cache (3D label, IUV, mask) of the posed target, by the labels3d stage's writer."""
+    with cache.open_cache(target_body3d, "body3d") as target:
+        faces, K = target.read("faces"), np.asarray(target.attrs["camera_K"])
+        resolution, source_sha256 = int(target.attrs["resolution"]), target.attrs["source_sha256"]
+    first = int(np.flatnonzero(fitted)[0]) if fitted.any() else 0
+    rasterizer = Rasterizer(faces, vertices.shape[1], device="cpu", reference_vertices=vertices[first])
+    draw = partial(
+        labels3d.render_labels, rasterizer, faces=faces, camera=crop_camera(K, resolution),
+        charts=iuv.anny_charts(anny_cache),
+    )  # fmt: skip
+    poses = [vertices[index] if fitted[index] else None for index in range(len(vertices))]
+    section = {"laplacian": "cotangent", "scale": labels3d.LAPLACIAN_SCALE, "posed": "transfer"}
+    labels3d.write_labels(out, section, source_sha256, resolution, poses, draw, fitted, "3D labels")
+    labels3d.write_preview(out, preview_png)
+
+
+# --- 3. rendering and the videos -----------------------------------------------------------------
+
+
+def backdrops(spec: str, driving_dir: Path, count: int, resolution: int) -> np.ndarray | None:
+    """What the person is rendered over: None (the model's background) or (1 or N, R, R, 3) uint8."""
+    if spec == "target":
+        return None
+    if spec == "driving":
+        with cache.open_cache(driving_dir / "background.h5", "background") as background:
+            images = background.read("background")[None]
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ConfigError("transfer.background: no such file (expected target, driving or a path)", path)
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise ConfigError("transfer.background: cannot read this image", path)
+            images = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)[None]
+        else:
+            frames = []
+            for image in video.read_frames(path):
+                frames.append(preview.fit_tile(_center_square(image), resolution))
+                if len(frames) == count:
+                    break
+            if not frames:
+                raise ConfigError("transfer.background: the video has no frames", path)
+            images = np.stack([frames[i % len(frames)] for i in range(count)])
+    side = (resolution, resolution)
+    return np.stack([cv2.resize(_center_square(i), side, interpolation=cv2.INTER_AREA) for i in images])
+
+
+def _center_square(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+@torch.no_grad()
+def render_frames(
+    renderer: torch.nn.Module,
+    labels: np.ndarray,
+    background: np.ndarray | None,
+    batch: int = 8,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Render (N, R, R, 6) pose labels over the model's background or ``background`` (1 or N, R, R, 3)."""
+    if background is None:
+        return render.render(renderer, labels, batch, device)
+    if getattr(renderer, "variant", None) == "pose_to_image":
+        raise ConfigError("transfer.background: variant pose_to_image has no background to replace")
+    frames = []
+    for start in range(0, len(labels), batch):
+        chunk = torch.as_tensor(labels[start : start + batch], device=device).permute(0, 3, 1, 2).contiguous()
+        backdrop = background if len(background) == 1 else background[start : start + batch]
+        backdrop = torch.as_tensor(backdrop, device=device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        frames += [to_uint8(image) for image in renderer(chunk, background=backdrop)["image"].float()]
+    return np.stack(frames)
+
+
+def side_by_side(driving: np.ndarray, skeleton: np.ndarray, result: np.ndarray) -> Iterator[np.ndarray]:
+    """Frames of the comparison video: driving | its normalised skeleton | result, labelled."""
+    side = driving.shape[1]
+    for frame, bones, ours in zip(driving, skeleton, result, strict=True):
+        ours = cv2.resize(ours, (side, side), interpolation=cv2.INTER_CUBIC)
+        yield np.concatenate(
+            [preview.label(frame, "driving"), preview.label(bones, "skeleton"), preview.label(ours, "ours")],
+            axis=1,
+        )
+
+
+def pasted_back(result: np.ndarray, target_video: str | Path, crop_box: np.ndarray) -> Iterator[np.ndarray]:
+    """The rendered crops placed into the target's original frames (which repeat if fewer).
+
+    The crop holds the person in every frame of the target's video, so outside it the original
+    frames show only the scene.
+    """
+    x0, y0, side = (round(float(v)) for v in crop_box)
+
+    def originals() -> Iterator[np.ndarray]:
+        while True:
+            count = 0
+            for image in video.read_frames(target_video):
+                count += 1
+                yield image
+            if count == 0:
+                raise NoPersonError("the target's video has no frames to paste into", target_video)
+
+    for ours, original in zip(result, originals(), strict=False):  # originals never end
+        frame = original.copy()
+        crop = cv2.resize(ours, (side, side), interpolation=cv2.INTER_CUBIC)
+        height, width = frame.shape[:2]
+        top, left, bottom, right = max(y0, 0), max(x0, 0), min(y0 + side, height), min(x0 + side, width)
+        if bottom > top and right > left:
+            frame[top:bottom, left:right] = crop[top - y0 : bottom - y0, left - x0 : right - x0]
+        yield frame
+
+
+def transfer_fid(result: np.ndarray, target_frames: np.ndarray, weights: str | None) -> dict[str, Any]:
+    """FID of the transferred frames against the target's real frames, or why it is unavailable."""
+    path, reason = metrics.resolve_inception_weights(weights)
+    if path is None:
+        return {"fid": None, "fid_unavailable": reason}
+    features = metrics.InceptionFeatures(path)
+    return {"fid": metrics.fid(features(result), features(target_frames)), "fid_unavailable": None}
+
+
+def run(
+    driving_dir: str | Path,
+    target_dir: str | Path,
+    model_path: str | Path,
+    out_video: str | Path,
+    out_json: str | Path,
+    labels_h5: str | Path,
+    labels_png: str | Path,
+    params: TransferParams,
+    pose_params: Pose2dParams,
+    anny_cache: str | Path,
+    inception_weights: str | None = None,
+    target_video: str | Path | None = None,
+    pasted_video: str | Path | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Make the driving subject's motion performed by the target; write the videos and metrics."""
+    from posetransfer.synthesize import resolve_device
+
+    device = resolve_device(device)
+    driving_dir, target_dir = Path(driving_dir), Path(target_dir)
+    with cache.open_cache(driving_dir / "pose2d.h5", "pose2d") as pose:
+        keypoints, valid = pose.read("keypoints"), pose.read("valid")
+    with cache.open_cache(target_dir / "pose2d.h5", "pose2d") as pose:
+        target_keypoints, target_valid = pose.read("keypoints"), pose.read("valid")
+    with cache.open_cache(driving_dir / "frames.h5", "frames") as frames:
+        driving_frames, fps = frames.read("frames"), float(frames.attrs["fps"])
+    with cache.open_cache(target_dir / "frames.h5", "frames") as frames:
+        target_frames, crop_box = frames.read("frames"), np.asarray(frames.attrs["crop_box"])
+    resolution = target_frames.shape[1]
+    if driving_frames.shape[1] != resolution:  # both at the target's frame resolution
+        keypoints = keypoints * np.array([resolution / driving_frames.shape[1]] * 2 + [1.0], np.float32)
+        driving_frames = resize_images(driving_frames, resolution)
+    if not valid.any():
+        raise NoPersonError("no driving frame shows a person", driving_dir / "pose2d.h5")
+    if params.normalise:
+        keypoints, _ = normalise_keypoints(
+            keypoints, valid, target_keypoints, target_valid, pose_params.min_confidence
+        )
+    keypoints = np.where(valid[:, None, None], keypoints, 0.0).astype(np.float32)
+    vertices, fitted = posed_target(
+        target_dir / "body3d.h5", driving_dir / "body3d.h5", keypoints, pose_params.min_confidence, anny_cache
+    )
+    write_transfer_labels(labels_h5, vertices, fitted, target_dir / "body3d.h5", anny_cache, labels_png)
+    with cache.open_cache(labels_h5, "labels3d") as labels:
+        laplacian = labels.read("laplacian")
+    skeletons = np.stack([skeleton_image(k, resolution, pose_params) for k in keypoints])
+    renderer, meta = render.load(model_path, device)
+    model_resolution = int(meta["resolution"])
+    backdrop = backdrops(params.background, driving_dir, len(keypoints), model_resolution)
+    started = time.perf_counter()
+    labels = pose_label(skeletons, laplacian, model_resolution)
+    result = render_frames(renderer, labels, backdrop, device=device)
+    ms_per_frame = 1000 * (time.perf_counter() - started) / len(result)
+    video.write_h264(out_video, side_by_side(driving_frames, skeletons, result), fps=fps, crf=20)
+    if pasted_video is not None:
+        if target_video is None:
+            raise ConfigError("transfer.paste_back: the target's original video is needed to paste into")
+        video.write_h264(pasted_video, pasted_back(result, target_video, crop_box), fps=fps, crf=20)
+    summary = {
+        "driving": driving_dir.name,
+        "target": target_dir.name,
+        "frames": len(result),
+        "fps": fps,
+        "resolution": model_resolution,
+        "driving_frames_with_person": int(valid.sum()),
+        "driving_frames_fitted": int(fitted.sum()),
+        "render_ms_per_frame": ms_per_frame,
+        "background": params.background,
+        "normalised": params.normalise,
+        **transfer_fid(result, resize_images(target_frames, model_resolution), inception_weights),
+    }
+    outputs.write_json(out_json, summary)
+    log.info("wrote %s: %d frames at %.2f fps, %.1f ms/frame", out_video, len(result), fps, ms_per_frame)
+    return summary
+
+
+# --- the command line: a trained model and any driving video -------------------------------------
+
+
+def preprocess_driving(video_path: Path, work: Path, config: Mapping[str, Any], device: str) -> Path:
+    """Frames, 2D keypoints and the body fit of a driving video (plus its background when used).
+
+    The same stages as the workflow, into ``work``; a stage whose cache exists is not run again
+    (caches are written atomically, so an existing one is complete).
+    """
+    from posetransfer import background, body3d, frames, masks, pose2d
+
+    work.mkdir(parents=True, exist_ok=True)
+    previews = work / "previews"
+    steps = [
+        ("frames", lambda out: frames.run(video_path, out, previews / "frames.png",
+                                          frames.FramesParams.from_config(config["frames"]))),
+        ("pose2d", lambda out: pose2d.run(work / "frames.h5", out, previews / "pose2d.mp4",
+                                          Pose2dParams.from_config(config["pose2d"]), video_path.stem)),
+        ("body3d", lambda out: body3d.run(work / "pose2d.h5", work / "frames.h5", out,
+                                          body3d.Body3dParams.from_config(config["body3d"]),
+                                          config["anny_cache_dir"], device)),
+    ]  # fmt: skip
+    if config["transfer"]["background"] == "driving":
+        steps += [
+            ("masks", lambda out: masks.run(work / "frames.h5", out, previews / "masks.png",
+                                            masks.MasksParams.from_config(config["masks"]))),
+            ("background", lambda out: background.run(work / "frames.h5", work / "masks.h5", out,
+                                                      previews / "background.png",
+                                                      background.BackgroundParams.from_config(config["background"]))),
+        ]  # fmt: skip
+    for name, step in steps:
+        out = work / f"{name}.h5"
+        if out.is_file():
+            log.info("%s exists; not run again", out)
+            continue
+        log.info("driving video: %s", name)
+        step(out)
+    return work
+
+
+def run_cli(args: Any) -> dict[str, Any]:
+    """``posetransfer transfer``: resolve the model, the config and the driving video, then ``run``."""
+    from posetransfer.config import load_config, validate_config
+
+    model_path = args.model / "model.pt" if args.model.is_dir() else args.model
+    if not model_path.is_file():
+        raise ConfigError(
+            "--model: no trained model here (expected a model folder or its model.pt)", model_path
+        )
+    target_dir = model_path.parent.parent  # results/{subject}/model/model.pt
+    for name in ("frames.h5", "pose2d.h5", "body3d.h5"):
+        if not (target_dir / name).is_file():
+            raise ConfigError(
+                "--model: the subject's caches must sit beside its model folder", target_dir / name
+            )
+    if args.config_json is not None:
+        config = args.config_json
+    elif args.config.is_file():
+        config = load_config(args.config)
+    else:
+        config = validate_config({})
+    anny_cache = Path(config["anny_cache_dir"])
+    if not (anny_cache / "built.txt").is_file():
+        raise ConfigError(
+            "anny_cache_dir: the body model is not built here; run `posetransfer build-body-model "
+            f"{anny_cache} {anny_cache / 'built.txt'}` once",
+            anny_cache,
+        )
+    if args.driving_dir is not None:
+        driving_dir = args.driving_dir
+    else:
+        if not args.driving.is_file():
+            raise ConfigError("--driving: video file not found", args.driving)
+        work = args.work_dir or args.out.with_name(f"{args.out.stem}.driving")
+        driving_dir = preprocess_driving(args.driving, work, config, args.device)
+    params = TransferParams.from_config(config["transfer"])
+    labels = args.labels or args.out.with_name(f"{args.out.stem}.labels3d.h5")
+    pasted = args.pasted or (args.out.with_name(f"{args.out.stem}.pasted.mp4") if args.paste_into else None)
+    return run(
+        driving_dir,
+        target_dir,
+        model_path,
+        args.out,
+        args.metrics or args.out.with_suffix(".json"),
+        labels,
+        labels.with_suffix(".png"),
+        params,
+        Pose2dParams.from_config(config["pose2d"]),
+        anny_cache,
+        config["evaluation"]["inception_weights"],
+        target_video=args.paste_into,
+        pasted_video=pasted,
+        device=args.device,
+    )

@@ -1,0 +1,141 @@
+"""Pose transfer: skeleton normalisation, placing the posed body, background replacement, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from posetransfer import transfer
+from posetransfer.body3d import project
+from posetransfer.training import PRESETS, Renderer, TrainConfig
+
+
+def standing_person(floor_y: float, height: float, center_x: float) -> np.ndarray:
+    """BODY_25 keypoints (25, 3) of an upright stick figure: nose at the top, ankles on the floor."""
+    keypoints = np.zeros((25, 3), np.float32)
+    rows = {0: 0.0, 1: 0.15, 2: 0.15, 5: 0.15, 8: 0.5, 9: 0.5, 12: 0.5, 10: 0.75, 13: 0.75, 11: 1.0, 14: 1.0}
+    for index, fraction in rows.items():
+        side = -1 if index in (2, 9, 10, 11) else 1 if index in (5, 12, 13, 14) else 0
+        keypoints[index] = (center_x + side * 0.1 * height, floor_y - height * (1 - fraction), 0.9)
+    return keypoints
+
+
+def two_places(count: int, far: float, close: float, height_far: float, height_close: float, x: float):
+    """A person standing first far from the camera, then close: both floors and heights known."""
+    half = count // 2
+    return np.stack(
+        [standing_person(far, height_far, x)] * half + [standing_person(close, height_close, x)] * half
+    )
+
+
+def test_normalisation_maps_driving_heights_and_floor_onto_the_target():
+    driving = two_places(40, far=150, close=230, height_far=80, height_close=160, x=90)
+    target = two_places(40, far=180, close=200, height_far=120, height_close=150, x=140)
+    valid = np.ones(40, bool)
+    normalised, scale = transfer.normalise_keypoints(driving, valid, target, valid, min_confidence=0.3)
+    # Far frames land on the target's far floor at its far height; close frames likewise.
+    ankles = normalised[:, [11, 14], 1].max(axis=1)
+    heights = ankles - normalised[:, 0, 1]
+    np.testing.assert_allclose(ankles[[0, -1]], [180, 200], atol=1e-3)
+    np.testing.assert_allclose(heights[[0, -1]], [120, 150], atol=1e-3)
+    np.testing.assert_allclose(normalised[:, 8, 0], 140, atol=1e-3)  # centred on the target
+    np.testing.assert_allclose(scale[[0, -1]], [1.5, 150 / 160], rtol=1e-6)
+    assert np.array_equal(normalised[..., 2], driving[..., 2])  # confidences untouched
+
+
+def test_normalisation_of_a_video_onto_itself_changes_nothing():
+    floors, heights = np.linspace(140, 210, 30), np.linspace(90, 140, 30)  # walking towards the camera
+    frames = np.stack([standing_person(f, h, 128) for f, h in zip(floors, heights, strict=True)])
+    valid = np.ones(30, bool)
+    normalised, scale = transfer.normalise_keypoints(frames, valid, frames, valid, min_confidence=0.3)
+    np.testing.assert_allclose(normalised, frames, atol=1e-3)
+    np.testing.assert_allclose(scale, 1.0, atol=1e-6)
+
+
+def test_normalisation_without_ankles_uses_neck_and_hips():
+    driving = np.stack([standing_person(200, 100, 100)] * 5)
+    target = np.stack([standing_person(220, 150, 120)] * 5)
+    driving[:, [11, 14], 2] = 0.0  # ankles never seen in the driving video
+    valid = np.ones(5, bool)
+    normalised, scale = transfer.normalise_keypoints(driving, valid, target, valid, min_confidence=0.3)
+    np.testing.assert_allclose(scale, 1.5, rtol=1e-5)
+    np.testing.assert_allclose(
+        normalised[:, 8, :2], target[:, 8, :2], atol=1e-3
+    )  # mid-hip lands on the target's
+
+
+def test_normalisation_without_any_body_is_an_error():
+    empty = np.zeros((4, 25, 3), np.float32)
+    with pytest.raises(transfer.NoPersonError, match="normalisation"):
+        transfer.normalise_keypoints(empty, np.ones(4, bool), empty, np.ones(4, bool), 0.3)
+
+
+def test_place_on_skeleton_recovers_a_known_offset():
+    rng = np.random.default_rng(0)
+    K = np.array([[300.0, 0, 128], [0, 300.0, 128], [0, 0, 1]])
+    joints = rng.normal(0, 0.4, (5, 23, 3)) + np.array([0.0, 0.0, 3.0])
+    offsets = np.array([[0.1, -0.2, 0.5], [0.0, 0.0, 0.0], [-0.3, 0.1, -0.5], [0.2, 0.2, 1.0], [0, 0, 0]])
+    moved = torch.as_tensor(joints + offsets[:, None])
+    keypoints = project(moved, 300.0, (128.0, 128.0)).numpy()
+    weights = np.ones((5, 23))
+    weights[4] = 0.0  # an unseen frame: interpolated from its neighbour
+    found = transfer.place_on_skeleton(joints, keypoints, weights, K, ridge=0.0)
+    np.testing.assert_allclose(found[:4], offsets[:4], atol=1e-6)
+    np.testing.assert_allclose(found[4], found[3])
+
+
+def small_renderer() -> Renderer:
+    config = TrainConfig(**{**PRESETS["smoke"], "resolution": 32, "texture_size": 8})
+    atlas = np.full((24, 8, 8, 3), 128, np.uint8)
+    torch.manual_seed(0)
+    return Renderer(config, atlas, torch.zeros(3, 32, 32)).eval()
+
+
+def test_background_replacement_shows_the_new_scene_where_the_person_is_not():
+    renderer = small_renderer()
+    labels = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 6)).astype(np.float32)
+    black = np.zeros((1, 32, 32, 3), np.uint8)
+    white = np.full((1, 32, 32, 3), 255, np.uint8)
+    on_black = transfer.render_frames(renderer, labels, black).astype(float)
+    on_white = transfer.render_frames(renderer, labels, white).astype(float)
+    with torch.no_grad():
+        probs = renderer(torch.as_tensor(labels).permute(0, 3, 1, 2))["logits"].softmax(dim=1)
+    p_background = probs[:, 0].numpy()[..., None]  # Eq. 3: out = fg (1 - P0) + bg P0
+    np.testing.assert_allclose(on_white - on_black, 255 * p_background.repeat(3, -1), atol=1.5)
+
+
+def test_backdrops_from_an_image_file(tmp_path):
+    import cv2
+
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[:, :, 2] = 200  # red in BGR
+    cv2.imwrite(str(tmp_path / "scene.png"), image)
+    backdrop = transfer.backdrops(str(tmp_path / "scene.png"), tmp_path, count=3, resolution=16)
+    assert backdrop.shape == (1, 16, 16, 3) and (backdrop[..., 0] == 200).all()  # RGB
+    with pytest.raises(transfer.ConfigError, match=r"transfer\.background: no such file"):
+        transfer.backdrops(str(tmp_path / "missing.png"), tmp_path, count=3, resolution=16)
+
+
+def test_cli_transfer_reports_a_missing_model_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "posetransfer", "transfer", "--model", str(tmp_path / "nothing"),
+         "--driving", str(tmp_path / "dance.mp4"), "--out", str(tmp_path / "out.mp4")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"posetransfer: error: {tmp_path / 'nothing'}: --model: no trained model here "
+        "(expected a model folder or its model.pt)"
+    )
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_transfer_help_shows_an_example():
+    result = subprocess.run(
+        [sys.executable, "-m", "posetransfer", "transfer", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "--driving VIDEO" in result.stdout and "Example:" in result.stdout
