@@ -106,6 +106,21 @@ def transfer_dirs(target=None):
     ]
 
 
+# With transfer.paste_back, the result is also pasted into the target's full original frames.
+PASTED = ["results/transfer/{driving}_to_{target}/pasted.mp4"] if config["transfer"]["paste_back"] else []
+
+
+def transfer_inputs(wildcards):
+    """The driving video's frames, 2D labels and fit (and background when used); the target's."""
+    driving = ["frames", "pose2d", "body3d"]
+    if config["transfer"]["background"] == "driving":
+        driving.append("background")
+    inputs = {f"driving_{stage}": f"results/{wildcards.driving}/{stage}.h5" for stage in driving}
+    inputs.update({f"target_{stage}": f"results/{wildcards.target}/{stage}.h5" for stage in driving[:3]})
+    return inputs
+
+
+
 def all_outputs():
     stages = ["frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture"]
     previews = ["frames.png", "pose2d.mp4", "masks.png", "flow.png", "background.png", "body3d.mp4"]
