@@ -260,11 +260,68 @@ def test_inception_weights_absent_wrong_or_of_pytorch_fid_layout(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match=r"evaluation\.inception_weights"):
         metrics.InceptionFeatures(garbage)
-    fid_layout = tmp_path / "pt_inception.pth"
-    torch.save({"fc.weight": torch.zeros(1008, 2048)}, fid_layout)
-    with pytest.raises(ConfigError, match="pytorch-fid"):
-        metrics.InceptionFeatures(fid_layout)
-    partial = tmp_path / "partial.pth"
-    torch.save({"fc.weight": torch.zeros(1000, 2048)}, partial)
-    with pytest.raises(ConfigError, match="not a torchvision inception_v3 state dict"):
-        metrics.InceptionFeatures(partial)
+    for classes in (1008, 1000):  # pytorch-fid's layout, torchvision's
+        partial = tmp_path / f"partial{classes}.pth"
+        torch.save({"fc.weight": torch.zeros(classes, 2048)}, partial)
+        with pytest.raises(ConfigError, match="not an InceptionV3 state dict of torchvision or pytorch-fid"):
+            metrics.InceptionFeatures(partial)
+
+
+def test_inception_features_with_pytorch_fid_weights_equal_pytorch_fids_own(tmp_path, monkeypatch):
+    """Given pt_inception-layout weights, the features are those pytorch-fid itself computes."""
+    from pytorch_fid import inception as fid_net
+
+    torch.manual_seed(0)
+    state = metrics.fid_inception(fid_net._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+                                  .state_dict()).state_dict()  # fmt: skip
+    state = {**state, "fc.weight": torch.randn(1008, 2048) * 0.01, "fc.bias": torch.zeros(1008)}
+    path = tmp_path / "pt_inception.pth"
+    torch.save(state, path)
+    ours = metrics.InceptionFeatures(path, batch_size=2)
+    assert ours.pytorch_fid
+    # pytorch-fid would download its weights; here it gets the same file (test only).
+    monkeypatch.setattr(fid_net, "load_state_dict_from_url", lambda *args, **kwargs: torch.load(path))
+    reference = fid_net.InceptionV3([fid_net.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    images = np.stack([textured(size=64, seed=s) for s in range(2)])
+    with torch.no_grad():
+        expected = reference(torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255)[0][:, :, 0, 0]
+    np.testing.assert_allclose(ours(images), expected.double().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_lpips_loads_a_torchvision_alexnet_file_into_the_lpips_packages_network(tmp_path):
+    import lpips
+    from torchvision.models import alexnet
+
+    torch.manual_seed(0)
+    trunk = alexnet(weights=None)
+    path = tmp_path / "alexnet.pth"
+    torch.save(trunk.state_dict(), path)
+    ours = metrics.LPIPSDistance(path)
+    # The same trunk put into the lpips package's own network by hand gives the same distances.
+    reference = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+    for index, layer in enumerate(trunk.features[:12]):
+        for name, value in layer.state_dict().items():
+            part = getattr(reference.net, f"slice{metrics.LPIPS_SLICES[index]}")
+            getattr(part, str(index)).state_dict()[name].copy_(value)
+    a = np.stack([textured(size=64, seed=s) for s in range(3)])
+    b = np.roll(a, 5, axis=2)
+    distances = ours(a, b)
+    with torch.no_grad():
+        to_tensor = lambda x: torch.as_tensor(x).permute(0, 3, 1, 2).float() / 127.5 - 1  # noqa: E731
+        expected = reference(to_tensor(a), to_tensor(b)).flatten().numpy()
+    np.testing.assert_allclose(distances, expected, rtol=1e-5)
+    assert (distances > 0).all() and np.allclose(ours(a, a), 0, atol=1e-6)
+
+
+def test_lpips_weights_absent_or_wrong(tmp_path):
+    path, reason = metrics.resolve_weights_file(None, metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE)
+    assert (
+        path is None
+        and reason == "LPIPS unavailable: no AlexNet weights (config key evaluation.lpips_weights)"
+    )
+    missing = tmp_path / "alexnet.pth"
+    with pytest.raises(ConfigError, match=r"weights file not found \(evaluation\.lpips_weights\)"):
+        metrics.resolve_weights_file(str(missing), metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE)
+    torch.save({"features.0.weight": torch.zeros(3)}, missing)
+    with pytest.raises(ConfigError, match="not a torchvision alexnet state dict"):
+        metrics.LPIPSDistance(missing)

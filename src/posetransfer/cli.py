@@ -402,6 +402,7 @@ def _run(args: argparse.Namespace) -> int:
             robust_count=args.params.get("robust_frames", 10),
             inception_weights=args.params.get("inception_weights"),
             robust_png=args.robust,
+            lpips_weights=args.params.get("lpips_weights"),
         )
         return 0
     if args.command == "transfer":

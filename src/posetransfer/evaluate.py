@@ -52,7 +52,7 @@ def summarise(per_frame: list[dict[str, float]]) -> dict[str, float]:
 
 def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, samples_png: str | Path,
         robust_count: int = 10, inception_weights: str | None = None,
-        robust_png: str | Path | None = None) -> dict:  # fmt: skip
+        robust_png: str | Path | None = None, lpips_weights: str | None = None) -> dict:  # fmt: skip
     """Evaluate the model on its subject's validation frames; write metrics JSON and a sample grid."""
     renderer, meta = render.load(model)
     resolution = int(meta["resolution"])
@@ -82,6 +82,11 @@ def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, sample
             for p, f, c in zip(pairs, flows, confidence, strict=True)
         ]
         result["temporal_error"] = float(np.mean(errors))
+    lpips_path, lpips_reason = metrics.resolve_weights_file(
+        lpips_weights, metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE
+    )
+    result["lpips"] = float(metrics.LPIPSDistance(lpips_path)(real, ours).mean()) if lpips_path else None
+    result["lpips_unavailable"] = lpips_reason
     _, reason = metrics.resolve_inception_weights(inception_weights)  # a missing file is an error
     result["fid"] = None  # FID compares cross-subject transfer with the target's frames
     result["fid_unavailable"] = reason or "FID is measured on pose transfer: results/transfer/*/metrics.json"

@@ -7,10 +7,11 @@
   pose ("challenging poses"; Robust-SSIM/PSNR are SSIM/PSNR on those frames), :func:`pose_novelty`
   gives each validation frame's nearest-neighbour distance;
 - :func:`temporal_error`: E_temp (Eq. 10) with the flow stage's :func:`posetransfer.flow.warp`;
-- :class:`InceptionFeatures` and :func:`fid`: Fréchet Inception Distance from torchvision's InceptionV3
-  with weights from a user-given file (:func:`resolve_inception_weights`); nothing is downloaded.
+- :class:`InceptionFeatures` and :func:`fid`: Fréchet Inception Distance from pytorch-fid's (or
+  torchvision's) InceptionV3 with weights from a user-given file (:func:`resolve_inception_weights`).
 
-LPIPS is not implemented here (its weights do not ship and nothing may be downloaded).
+- :class:`LPIPSDistance`: LPIPS v0.1 (AlexNet) from the ``lpips`` package, whose calibrated linear
+  layers ship in its wheel; the AlexNet trunk's ImageNet weights come from a user-given file.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ SSIM_SIGMA = 1.5  # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01,
 SSIM_MIN_SIDE = 11  # the Gaussian window's size in scikit-image for sigma 1.5
 INCEPTION_WEIGHTS_KEY = "evaluation.inception_weights"
 FID_UNAVAILABLE = f"FID unavailable: no InceptionV3 weights (config key {INCEPTION_WEIGHTS_KEY})"
+LPIPS_WEIGHTS_KEY = "evaluation.lpips_weights"
+LPIPS_UNAVAILABLE = f"LPIPS unavailable: no AlexNet weights (config key {LPIPS_WEIGHTS_KEY})"
+# torchvision's alexnet.features index -> the lpips package's trunk slice holding it.
+LPIPS_SLICES = {index: n for n, (a, b) in enumerate(((0, 2), (2, 5), (5, 8), (8, 10), (10, 12)), 1)
+                for index in range(a, b)}  # fmt: skip
 FEATURE_DIM = 2048
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -288,20 +294,39 @@ def resolve_inception_weights(path: str | Path | None) -> tuple[Path | None, str
     return resolved, None
 
 
+def fid_inception(state: Mapping) -> torch.nn.Module:
+    """pytorch-fid's InceptionV3 (its FIDInception blocks, 1008 classes) holding ``state``."""
+    import torch
+    from pytorch_fid import inception as fid_net
+
+    model = fid_net._inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+    model.Mixed_5b = fid_net.FIDInceptionA(192, pool_features=32)
+    model.Mixed_5c = fid_net.FIDInceptionA(256, pool_features=64)
+    model.Mixed_5d = fid_net.FIDInceptionA(288, pool_features=64)
+    model.Mixed_6b = fid_net.FIDInceptionC(768, channels_7x7=128)
+    model.Mixed_6c = fid_net.FIDInceptionC(768, channels_7x7=160)
+    model.Mixed_6d = fid_net.FIDInceptionC(768, channels_7x7=160)
+    model.Mixed_6e = fid_net.FIDInceptionC(768, channels_7x7=192)
+    model.Mixed_7b = fid_net.FIDInceptionE_1(1280)
+    model.Mixed_7c = fid_net.FIDInceptionE_2(2048)
+    model.load_state_dict(state)
+    model.transform_input = False
+    model.fc = torch.nn.Identity()  # what is left is pool3: pytorch-fid's 2048-d features
+    return model
+
+
 class InceptionFeatures:
-    """2048-d pool3 features of torchvision's InceptionV3, for FID (Heusel et al. 2017).
+    """2048-d pool3 features of InceptionV3, for FID (Heusel et al. 2017); nothing is downloaded.
 
-    Weights: a torchvision ``inception_v3`` state dict, i.e. the layout of torchvision's
-    ``inception_v3_google-0cc3c7bd.pth`` (1000 classes, with ``AuxLogits``), loaded strictly. pytorch-fid's
-    own FID weights (``pt_inception-2015-12-05-6726825d.pth``, 1008 classes, no AuxLogits) are NOT
-    accepted: its network also differs in its pooling layers (FIDInceptionA/C/E), so loading its
-    tensors here would give features unlike pytorch-fid's; such a file is refused by name.
-    Consequently FID values here follow pytorch-fid's procedure (pool3, 299 px bilinear resize,
-    [-1, 1] input, same Fréchet formula) but are not numerically comparable with published FIDs.
+    Two weight files are accepted, told apart by their classifier's size:
 
-    Input: uint8 (N, H, W, 3) RGB, resized to 299x299 bilinearly, ImageNet-normalised; the model's
-    ``transform_input=True`` (as torchvision sets for these weights) maps that back to the [-1, 1]
-    scaling Google's weights were trained with. ``fc`` is replaced by identity; eval mode.
+    - pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (1008 classes): the network is
+      pytorch-fid's own (torchvision's InceptionV3 with its FIDInception blocks, built from the
+      ``pytorch-fid`` package), input as pytorch-fid feeds it (bilinear 299 px, [-1, 1]), so FIDs
+      are comparable with published ones;
+    - torchvision's ``inception_v3_google-0cc3c7bd.pth`` (1000 classes): torchvision's network,
+      ImageNet-normalised input (``transform_input``); FIDs by the same procedure but not
+      comparable with published numbers.
     """
 
     def __init__(self, weights_path: str | Path, device: str = "cpu", batch_size: int = 32) -> None:
@@ -313,34 +338,26 @@ class InceptionFeatures:
         path = Path(weights_path)
         if not path.is_file():
             raise ConfigError(f"InceptionV3 weights file not found ({INCEPTION_WEIGHTS_KEY})", path)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ConfigError(
-                f"cannot be read as a state dict ({INCEPTION_WEIGHTS_KEY}): {first}", path
-            ) from exc
-        if isinstance(state, Mapping) and "state_dict" in state:
-            state = state["state_dict"]
-        if not isinstance(state, Mapping):
-            raise ConfigError(f"is not an InceptionV3 state dict ({INCEPTION_WEIGHTS_KEY})", path)
+        state = _load_state_dict(path, INCEPTION_WEIGHTS_KEY)
         fc = state.get("fc.weight")
-        if fc is not None and tuple(fc.shape) == (1008, FEATURE_DIM):
-            raise ConfigError(
-                "looks like pytorch-fid's pt_inception weights (1008 classes), which this InceptionV3 "
-                f"cannot use; give torchvision's inception_v3_google-0cc3c7bd.pth ({INCEPTION_WEIGHTS_KEY})",
-                path,
-            )
-        with torch.device("meta"):  # no time spent initialising weights that are overwritten
-            model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
+        self.pytorch_fid = fc is not None and tuple(fc.shape) == (1008, FEATURE_DIM)
         try:
-            model.load_state_dict(state, assign=True)
+            if self.pytorch_fid:
+                model = fid_inception(state)
+            else:
+                with torch.device("meta"):  # no time spent initialising weights that are overwritten
+                    model = inception_v3(
+                        weights=None, aux_logits=True, init_weights=False, transform_input=True
+                    )
+                model.load_state_dict(state, assign=True)
+                model.fc = torch.nn.Identity()
         except RuntimeError as exc:
             first = (str(exc).strip().splitlines() or ["mismatch"])[0]
             raise ConfigError(
-                f"is not a torchvision inception_v3 state dict ({INCEPTION_WEIGHTS_KEY}): {first}", path
+                "is not an InceptionV3 state dict of torchvision or pytorch-fid"
+                f" ({INCEPTION_WEIGHTS_KEY}): {first}",
+                path,
             ) from exc
-        model.fc = torch.nn.Identity()
         self.device = torch.device(resolve_device(device))
         self.model = model.eval().to(self.device)
         self.batch_size = batch_size
@@ -354,6 +371,8 @@ class InceptionFeatures:
         batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         batch = batch.permute(0, 3, 1, 2).float() / 255.0
         batch = F.interpolate(batch, size=(299, 299), mode="bilinear", align_corners=False)
+        if self.pytorch_fid:
+            return 2 * batch - 1
         return (batch - self._mean) / self._std
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -417,3 +436,88 @@ def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
         raise ValueError(f"FID needs at least 2 samples per set, got {len(features_a)} and {len(features_b)}")
     a, b = features_a.astype(np.float64), features_b.astype(np.float64)
     return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+# ----------------------------------------------------------------------------------------------
+# LPIPS
+# ----------------------------------------------------------------------------------------------
+
+
+def resolve_weights_file(
+    path: str | Path | None, key: str, unavailable: str
+) -> tuple[Path | None, str | None]:
+    """A weights setting as ``(path, None)``, or ``(None, reason)`` when unset; a missing file is an error."""
+    if path is None or (isinstance(path, str) and path.strip().lower() == "none"):
+        return None, unavailable
+    resolved = Path(path).expanduser()
+    if not resolved.is_file():
+        raise ConfigError(f"weights file not found ({key})", resolved)
+    return resolved, None
+
+
+def _load_state_dict(path: Path, key: str) -> Mapping:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"cannot be read as a state dict ({key}): {first}", path) from exc
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"is not a state dict ({key})", path)
+    return state
+
+
+class LPIPSDistance:
+    """LPIPS v0.1 with the AlexNet trunk (Zhang et al. 2018), as the ``lpips`` package computes it.
+
+    The package's calibrated linear layers (``weights/v0.1/alex.pth``) ship in its wheel; the
+    trunk is torchvision's AlexNet with the user's ImageNet weights (torchvision's
+    ``alexnet-owt-7be5be79.pth``), loaded strictly into the package's network, so the distances are
+    the package's own. Input: uint8 (N, H, W, 3) RGB pairs; output: one distance per pair.
+    """
+
+    def __init__(self, weights_path: str | Path, device: str = "cpu") -> None:
+        import warnings
+
+        import lpips
+
+        from posetransfer.flow import resolve_device
+
+        path = Path(weights_path)
+        if not path.is_file():
+            raise ConfigError(f"AlexNet weights file not found ({LPIPS_WEIGHTS_KEY})", path)
+        state = _load_state_dict(path, LPIPS_WEIGHTS_KEY)
+        trunk = {}
+        for name, value in state.items():
+            if name.startswith("features."):
+                index, parameter = name[len("features.") :].split(".", 1)
+                if int(index) in LPIPS_SLICES:
+                    trunk[f"slice{LPIPS_SLICES[int(index)]}.{index}.{parameter}"] = value
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
+            warnings.simplefilter("ignore", UserWarning)
+            model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+        try:
+            model.net.load_state_dict(trunk)
+        except RuntimeError as exc:
+            first = (str(exc).strip().splitlines() or ["mismatch"])[0]
+            raise ConfigError(
+                f"is not a torchvision alexnet state dict ({LPIPS_WEIGHTS_KEY}): {first}", path
+            ) from exc
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, batch: int = 16) -> np.ndarray:
+        import torch
+
+        if a.shape != b.shape or a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8:
+            raise ValueError(f"LPIPS takes two uint8 (N, H, W, 3) batches, got {a.shape} and {b.shape}")
+        to_tensor = lambda x: torch.as_tensor(x, device=self.device).permute(0, 3, 1, 2).float() / 127.5 - 1  # noqa: E731
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(a), batch):
+                chunk_a, chunk_b = to_tensor(a[start : start + batch]), to_tensor(b[start : start + batch])
+                out.append(self.model(chunk_a, chunk_b).flatten().double().cpu().numpy())
+        return np.concatenate(out)

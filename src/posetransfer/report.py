@@ -33,6 +33,7 @@ COLUMNS = (
     ("robust_ssim", "Robust-SSIM", 3),
     ("robust_psnr", "Robust-PSNR (dB)", 2),
     ("temporal_error", "E_temp", 4),
+    ("lpips", "LPIPS", 3),
     ("fid", "FID", 2),
 )
 STYLE = """
