@@ -91,3 +91,108 @@ def test_real_clip_is_fitted_on_every_frame(anny_cache_dir, tmp_path):
         residual = np.nanmean(fit.read("residual_px"))  # px at 128 px
     # Real keypoints fit Anny's regressor less well than synthetic ones: allow 2.5% of the frame.
     assert residual < 3.2, f"mean reprojection error {residual:.2f} px at 128 px"
+
+
+# SMPL's kinematic tree and rough rest joint positions (metres, Y up, facing +Z), for a model
+# file in SMPL's format made here: SMPL's own files are licence-gated and cannot ship.
+SMPL_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]
+SMPL_JOINTS = np.array([
+    (0, 0, 0), (0.07, -0.09, 0), (-0.07, -0.09, 0), (0, 0.11, 0), (0.1, -0.47, 0), (-0.1, -0.47, 0),
+    (0, 0.25, 0), (0.09, -0.87, -0.02), (-0.09, -0.87, -0.02), (0, 0.3, 0), (0.11, -0.93, 0.1),
+    (-0.11, -0.93, 0.1), (0, 0.52, 0), (0.07, 0.42, 0), (-0.07, 0.42, 0), (0, 0.62, 0.03),
+    (0.17, 0.45, 0), (-0.17, 0.45, 0), (0.43, 0.42, 0), (-0.43, 0.42, 0), (0.68, 0.43, 0),
+    (-0.68, 0.43, 0), (0.76, 0.43, 0), (-0.76, 0.43, 0),
+])  # fmt: skip
+
+
+def write_smpl_format_model(path):
+    """A body in SMPL's file format (6890 vertices, 24 joints): a tube along every bone."""
+    import pickle
+
+    count, rings, around = 6890, 13, 23  # 23 bones x 13 rings x 23 points = 6877 vertices + 13
+    vertices, weights, faces = [], [], []
+    for child, parent in enumerate(SMPL_PARENTS):
+        if parent < 0:
+            continue
+        start, end = SMPL_JOINTS[parent], SMPL_JOINTS[child]
+        axis = end - start
+        normal = np.cross(axis, [0.3, 0.2, 1.0])
+        normal /= np.linalg.norm(normal)
+        binormal = np.cross(axis / np.linalg.norm(axis), normal)
+        base = len(vertices)
+        for ring in range(rings):
+            for k in range(around):
+                angle = 2 * np.pi * k / around
+                offset = 0.04 * (np.cos(angle) * normal + np.sin(angle) * binormal)
+                vertices.append(start + axis * ring / (rings - 1) + offset)
+                weights.append(parent)
+        for ring in range(rings - 1):
+            for k in range(around):
+                a, b = base + ring * around + k, base + ring * around + (k + 1) % around
+                faces += [(a, b, a + around), (b, b + around, a + around)]
+    while len(vertices) < count:  # the head's top
+        vertices.append(SMPL_JOINTS[15] + [0, 0.1, 0])
+        weights.append(15)
+    v_template = np.asarray(vertices)
+    regressor = np.zeros((24, count))
+    for joint in range(24):  # each joint: the mean of the first ring of a bone starting there
+        near = np.linalg.norm(v_template - SMPL_JOINTS[joint], axis=1) < 0.05
+        regressor[joint, near] = 1 / max(near.sum(), 1)
+        if not near.any():
+            regressor[joint, np.argmin(np.linalg.norm(v_template - SMPL_JOINTS[joint], axis=1))] = 1
+    shapedirs = np.zeros((count, 3, 10))
+    shapedirs[:, 1, 0] = 0.1 * v_template[:, 1]  # beta 0: taller
+    shapedirs[:, 0, 1] = 0.1 * v_template[:, 0]  # beta 1: wider
+    model = {
+        "v_template": v_template,
+        "f": np.asarray(faces, dtype=np.int64),
+        "weights": np.eye(24)[weights],
+        "J_regressor": regressor,
+        "kintree_table": np.stack([[2**32 - 1, *SMPL_PARENTS[1:]], np.arange(24)]),
+        "shapedirs": shapedirs,
+        "posedirs": np.zeros((count, 3, 207)),
+    }
+    with open(path, "wb") as handle:
+        pickle.dump(model, handle)
+    return path
+
+
+def test_smplx_backend_fits_an_smpl_format_model(tmp_path):
+    """The smplx backend recovers a known SMPL-format body from its own projected keypoints."""
+    import smplx
+    import torch
+
+    from posetransfer.keypoints import coco23_to_body25
+
+    model_file = write_smpl_format_model(tmp_path / "SMPL_NEUTRAL.pkl")
+    truth = smplx.SMPL(model_path=str(model_file), dtype=torch.float64)
+    count = 6
+    rng = np.random.default_rng(0)
+    pose = torch.as_tensor(rng.normal(0, 0.15, (count, 69)))
+    root = torch.as_tensor(np.tile([np.pi, 0, 0], (count, 1)))  # facing the camera
+    with torch.no_grad():
+        betas = torch.tensor([[0.5, -0.3] + [0.0] * 8], dtype=torch.float64).expand(count, -1)
+        transl = torch.tensor([[0.0, 0.1, 3.0]], dtype=torch.float64).expand(count, -1)
+        output = truth(betas=betas, body_pose=pose, global_orient=root, transl=transl)
+    K = np.array([[200.0, 0, 128], [0, 200.0, 128], [0, 0, 1]])
+    joints = output.joints[:, body3d.SMPL_COCO23].numpy()
+    pixels = joints[..., :2] / joints[..., 2:] * 200 + 128
+    keypoints25 = coco23_to_body25(np.concatenate([pixels, np.ones((count, 23, 1))], axis=-1))
+    world = np.zeros((count, 33, 4))  # no world landmarks
+    params = Body3dParams(backend="smplx", smplx_model_dir=str(tmp_path), root_iterations=40, iterations=150)
+    result = body3d.fit(keypoints25, world, np.ones(count, bool), K, 256, params, "unused", "cpu")
+    assert result["residual_px"].max() < 2.0, result["residual_px"]
+    assert result["vertices"].shape == (count, 6890, 3) and result["deltas"].shape == (count, 24, 4, 4)
+    assert result["faces"].shape[1] == 3 and result["phenotype"].shape == (10,)
+
+
+def test_smplx_backend_names_a_missing_model_file(tmp_path):
+    (tmp_path / "models").mkdir()
+    params = Body3dParams(backend="smplx", smplx_model_dir=str(tmp_path / "models"))
+    with pytest.raises(
+        ConfigError, match=r"models/SMPL_NEUTRAL\.pkl: body3d\.smplx_model_dir: no SMPL_NEUTRAL"
+    ):
+        body3d.load_smpl(params)
+    (tmp_path / "models" / "SMPL_NEUTRAL.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(ConfigError, match=r"cannot load this SMPL model"):
+        body3d.load_smpl(params)

@@ -138,6 +138,13 @@ class AnnyFit(torch.nn.Module):
     def phenotype_values(self) -> torch.Tensor:
         return torch.sigmoid(self.phenotype)
 
+    def shape_prior(self) -> torch.Tensor:
+        """Squared distance of the phenotype from the average person (0.5 on every axis)."""
+        return ((self.phenotype_values() - 0.5) ** 2).sum()
+
+    def faces(self) -> np.ndarray:
+        return self.model.faces.cpu().numpy().astype(np.int32)
+
     def deltas(self) -> torch.Tensor:
         """(N, J, 4, 4) Anny pose parameters (local-ref): root pose in camera space, bone rotations."""
         count, dtype = len(self.root), self.model.dtype
@@ -184,7 +191,7 @@ def energy(fit: AnnyFit, targets: Targets, params: Body3dParams, stage: str) -> 
     smooth = (fit.translation.diff(dim=0) ** 2).sum() * 10 + (fit.root.diff(dim=0) ** 2).sum()
     if stage == "all":
         terms["pose"] = params.w_pose * (fit.rotations**2).sum() / count
-        terms["shape"] = params.w_shape * ((fit.phenotype_values() - 0.5) ** 2).sum()
+        terms["shape"] = params.w_shape * fit.shape_prior()
         smooth = smooth + (fit.rotations.diff(dim=0) ** 2).sum()
     terms["smooth"] = params.w_smooth * smooth / count
     return terms
@@ -222,9 +229,6 @@ def fit(
     device: str = "cpu",
 ) -> dict[str, np.ndarray]:
     """Fit Anny to a video's keypoints; returns numpy arrays of the fit and its residuals."""
-    from posetransfer.synthetic.body import _import_anny
-
-    anny = _import_anny(Path(anny_cache))
     keypoints, weights = to_coco23(np.where(valid[:, None, None], keypoints25, 0.0), params.min_confidence)
     constrained, fitted = usable_frames(weights, params.max_gap)
     if not constrained.any():
@@ -232,11 +236,9 @@ def fit(
     world = np.nan_to_num(world33[:, list(WORLD_TO_COCO23)], nan=0.0).astype(np.float64)
     world_weights = np.where(constrained[:, None], world[..., 3], 0.0)
     world_weights = np.where(world_weights >= params.min_confidence, world_weights, 0.0)
-    model = anny.Anny().to(device)
-    regressor = anny.KeypointsRegressor.coco(model).to(device)
-    for module in (model, regressor):
-        module.requires_grad_(False)
-    dtype = model.dtype
+    init_translation = initial_translation(keypoints, weights, K, fitted)
+    fit_module = body_model_fit(params, anny_cache, len(keypoints), init_translation, device)
+    dtype = fit_module.translation.dtype
     tensor = lambda array: torch.as_tensor(np.asarray(array), dtype=dtype, device=device)  # noqa: E731
     targets = Targets(
         keypoints=tensor(keypoints),
@@ -247,8 +249,6 @@ def fit(
         center=(float(K[0, 2]), float(K[1, 2])),
         scale=256.0 / resolution,
     )
-    fit_module = AnnyFit(model, regressor, len(keypoints), initial_translation(keypoints, weights, K, fitted))
-    fit_module.to(device)
     stages = [
         ("root", [fit_module.root, fit_module.translation], params.root_iterations),
         ("all", list(fit_module.parameters()), params.iterations),
@@ -281,7 +281,7 @@ def fit(
         "residual_px": residual.astype(np.float32),
         "constrained": constrained,
         "fitted": fitted,
-        "faces": model.faces.cpu().numpy().astype(np.int32),
+        "faces": fit_module.faces(),
     }
 
 
@@ -298,9 +298,7 @@ def run(
     """Fit the body to every frame of a subject; write the body3d cache and a mesh overlay video."""
     from posetransfer.synthesize import resolve_device
 
-    if params.backend == "smplx":
-        raise_smplx_unavailable(params)
-    if params.backend != "anny":
+    if params.backend not in ("anny", "smplx"):
         raise ConfigError(f"body3d.backend: unknown backend {params.backend!r}")
     with cache.open_cache(frames_h5, "frames") as frames_cache, cache.open_cache(pose2d_h5, "pose2d") as pose:
         attrs = {key: frames_cache.attrs[key] for key in ("crop_box", "source_size", "resolution")}
@@ -334,7 +332,11 @@ def run(
                 "backend": params.backend,
                 "resolution": resolution,
                 "camera_K": K,
-                "phenotype_names": ",".join(PHENOTYPE_NAMES),
+                "phenotype_names": ",".join(
+                    PHENOTYPE_NAMES
+                    if params.backend == "anny"
+                    else [f"beta{i}" for i in range(len(result["phenotype"]))]
+                ),
                 "coordinates": "camera space (OpenCV axes, metres); pixels at the frames' resolution",
             }
         )
@@ -394,13 +396,115 @@ def write_preview(
     write_h264(path, tiles(), fps=fps)
 
 
-def raise_smplx_unavailable(params: Body3dParams) -> None:
-    """The smplx backend needs the user's SMPL/SMPL-X model files; say exactly what is missing."""
+def body_model_fit(
+    params: Body3dParams, anny_cache: str | Path, count: int, init_translation: np.ndarray, device: str
+) -> torch.nn.Module:
+    """The unknowns and forward pass of the configured body model (frozen model, float64)."""
+    if params.backend == "smplx":
+        return SmplFit(load_smpl(params), count, init_translation).to(device)
+    from posetransfer.synthetic.body import _import_anny
+
+    anny = _import_anny(Path(anny_cache))
+    model = anny.Anny().to(device)
+    regressor = anny.KeypointsRegressor.coco(model).to(device)
+    for module in (model, regressor):
+        module.requires_grad_(False)
+    return AnnyFit(model, regressor, count, init_translation).to(device)
+
+
+# --- the smplx backend (SMPL through the smplx package, with the user's model file) ---------------
+
+# SMPL's frame (Y up, facing +Z) to camera axes (x right, y down, z forward): a half turn about X.
+SMPL_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
+# COCO-23 (posetransfer.keypoints.ANNY_COCO23_NAMES order) from smplx's SMPL joints: the 24
+# skeleton joints, then its vertex joints 24-34 (nose, right eye, left eye, right ear, left ear,
+# left big toe, left small toe, left heel, right big toe, right small toe, right heel).
+SMPL_COCO23 = [24, 26, 25, 28, 27, 16, 17, 18, 19, 20, 21, 1, 2, 4, 5, 7, 8, 29, 32, 30, 33, 31, 34]
+SMPL_FILE = "SMPL_NEUTRAL.pkl"
+
+
+def load_smpl(params: Body3dParams):
+    """smplx's SMPL model from ``body3d.smplx_model_dir`` (a folder with SMPL_NEUTRAL.pkl, or the file)."""
+    import pickle
+
     folder = params.smplx_model_dir
-    if folder is None or not Path(folder).is_dir():
-        raise ConfigError(f"body3d.smplx_model_dir: SMPL-X model folder {folder} does not exist")
+    if folder is None:
+        raise ConfigError(
+            f"body3d.smplx_model_dir: required by body3d.backend smplx (a folder with {SMPL_FILE})"
+        )
+    path = Path(folder).expanduser()
+    if not path.exists():
+        raise ConfigError(f"body3d.smplx_model_dir: SMPL model folder {folder} does not exist")
+    model_file = path / SMPL_FILE if path.is_dir() else path
+    if not model_file.is_file():
+        raise ConfigError(
+            f"body3d.smplx_model_dir: no {SMPL_FILE} here (SMPL's model files come from smpl.is.tue.mpg.de)",
+            model_file,
+        )
     try:
-        import smplx  # noqa: F401
+        import smplx
     except ImportError as exc:
-        raise ConfigError("body3d.backend smplx needs the smplx package: pip install smplx") from exc
-    raise ConfigError("body3d.backend smplx: not available in this version; use anny")
+        raise ConfigError("body3d.backend smplx needs the smplx package: pip install smplx==0.1.28") from exc
+    try:
+        model = smplx.SMPL(model_path=str(model_file), dtype=torch.float64)
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        KeyError,
+        AttributeError,
+        ValueError,
+        ModuleNotFoundError,
+    ) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(
+            f"body3d.smplx_model_dir: cannot load this SMPL model ({type(exc).__name__}: {first}); files"
+            " pickled with chumpy need chumpy installed or a chumpy-free copy",
+            model_file,
+        ) from exc
+    return model.requires_grad_(False)
+
+
+class SmplFit(torch.nn.Module):
+    """The smplx backend's unknowns: SMPL betas for the video; per frame the global orientation,
+    the 23 joint rotations (axis-angle) and the translation, in camera space."""
+
+    def __init__(self, model, count: int, init_translation: np.ndarray) -> None:
+        super().__init__()
+        import roma
+
+        self.model, self._roma = model, roma
+        dtype = model.shapedirs.dtype
+        root = roma.rotmat_to_rotvec(torch.as_tensor(SMPL_TO_CAMERA, dtype=dtype))
+        self.phenotype = torch.nn.Parameter(torch.zeros(model.num_betas, dtype=dtype))  # betas
+        self.root = torch.nn.Parameter(root.repeat(count, 1))
+        self.translation = torch.nn.Parameter(torch.as_tensor(init_translation, dtype=dtype))
+        self.rotations = torch.nn.Parameter(torch.zeros(count, 23, 3, dtype=dtype))
+
+    def phenotype_values(self) -> torch.Tensor:
+        return self.phenotype
+
+    def shape_prior(self) -> torch.Tensor:
+        """SMPL's betas are unit-Gaussian: their squared norm."""
+        return (self.phenotype**2).sum()
+
+    def faces(self) -> np.ndarray:
+        return np.asarray(self.model.faces, dtype=np.int32)
+
+    def deltas(self) -> torch.Tensor:
+        """(N, 24, 4, 4): the root's rotation and translation, then each joint's local rotation."""
+        count, dtype = len(self.root), self.root.dtype
+        delta = torch.eye(4, dtype=dtype, device=self.root.device).repeat(count, 24, 1, 1)
+        delta[:, 0, :3, :3] = self._roma.rotvec_to_rotmat(self.root)
+        delta[:, 0, :3, 3] = self.translation
+        delta[:, 1:, :3, :3] = self._roma.rotvec_to_rotmat(self.rotations)
+        return delta
+
+    def forward(self) -> dict[str, torch.Tensor]:
+        count = len(self.root)
+        output = self.model(
+            betas=self.phenotype.expand(count, -1),
+            global_orient=self.root,
+            body_pose=self.rotations.reshape(count, -1),
+            transl=self.translation,
+        )
+        return {"vertices": output.vertices, "keypoints": output.joints[:, SMPL_COCO23]}

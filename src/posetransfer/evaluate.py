@@ -10,6 +10,7 @@ FID needs InceptionV3 weights from the user; without them ``metrics.json`` says 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,13 +60,16 @@ def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, sample
     data = SubjectData(SubjectPaths.in_folder(subject_dir), resolution)
     val = data.val_index
     labels = np.ascontiguousarray(data.pose[val])
+    started = time.perf_counter()
     ours = render.render(renderer, labels)
+    ms_per_frame = 1000 * (time.perf_counter() - started) / max(1, len(labels))
     real = np.stack([to_uint8(image) for image in data.batch(val)["image"]])
     per_frame = [frame_scores(r, o, m > 0) for r, o, m in zip(real, ours, data.mask[val], strict=True)]
     result = {
         "frames": len(val),
         "resolution": resolution,
         "variant": renderer.variant,
+        "render_ms_per_frame": ms_per_frame,
         **summarise(per_frame),
     }
     robust = metrics.robust_frames(data.keypoints[data.train_index], data.keypoints[val], m=robust_count)

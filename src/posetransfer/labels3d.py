@@ -69,13 +69,18 @@ def render_labels(
     vertices: np.ndarray,
     faces: np.ndarray,
     camera: Camera,
-    charts: iuv.BodyCharts,
+    charts: iuv.BodyCharts | None,
     scale: float = LAPLACIAN_SCALE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One frame's (3D label (H, W, 3) float32 in [-1, 1], IUV PNG (H, W, 3) uint8, mask (H, W))."""
+    """One frame's (3D label (H, W, 3) float32 in [-1, 1], IUV PNG (H, W, 3) uint8, mask (H, W)).
+
+    Without ``charts`` (a body model whose IUV comes from elsewhere) the IUV image is all zero.
+    """
     raster = rasterizer.render(vertices, camera)
     camera_axes = cotangent_laplacian(vertices, faces) @ camera.rotation.T  # world -> camera axes
     label = np.clip(interpolate(raster, camera_axes / scale, faces), -1.0, 1.0).astype(np.float32)
+    if charts is None:
+        return label, np.zeros((*raster.mask.shape, 3), np.uint8), raster.mask
     parts, u, v = iuv.iuv_from_raster(raster.face, raster.bary, charts)
     return label, iuv.to_densepose_png(parts, u, v), raster.mask
 
@@ -127,13 +132,19 @@ def run(
     external: np.ndarray | None = None,
 ) -> None:
     """3D labels and IUV for every frame of a fitted subject (IUV from ``external`` when given)."""
-    charts = iuv.anny_charts(anny_cache)
     with cache.open_cache(body3d_h5, "body3d") as fit:
         vertices, faces = fit.read("vertices"), fit.read("faces")
         fitted = fit.read("fitted")
         K = np.asarray(fit.attrs["camera_K"])
         resolution = int(fit.attrs["resolution"])
         source_sha256 = fit.attrs["source_sha256"]
+        backend = fit.attrs.get("backend", "anny")
+    if backend != "anny" and external is None:
+        raise ConfigError(
+            f"iuv.backend: render needs body3d.backend anny (its 24-part charts); {body3d_h5} was fitted"
+            f" with {backend}: use iuv.backend import or densepose"
+        )
+    charts = iuv.anny_charts(anny_cache) if external is None else None  # imported IUV replaces it
     camera = crop_camera(K, resolution)
     first = int(np.flatnonzero(fitted)[0]) if fitted.any() else 0
     rasterizer = Rasterizer(faces, vertices.shape[1], device="cpu", reference_vertices=vertices[first])

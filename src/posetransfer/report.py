@@ -35,6 +35,7 @@ COLUMNS = (
     ("temporal_error", "E_temp", 4),
     ("lpips", "LPIPS", 3),
     ("fid", "FID", 2),
+    ("render_ms_per_frame", "ms/frame (CPU)", 1),
 )
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
