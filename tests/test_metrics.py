@@ -314,14 +314,18 @@ def test_lpips_loads_a_torchvision_alexnet_file_into_the_lpips_packages_network(
 
 
 def test_lpips_weights_absent_or_wrong(tmp_path):
-    path, reason = metrics.resolve_weights_file(None, metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE)
+    path, reason = metrics.resolve_weights_file(
+        None, metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE, "AlexNet"
+    )
     assert (
         path is None
         and reason == "LPIPS unavailable: no AlexNet weights (config key evaluation.lpips_weights)"
     )
     missing = tmp_path / "alexnet.pth"
-    with pytest.raises(ConfigError, match=r"weights file not found \(evaluation\.lpips_weights\)"):
-        metrics.resolve_weights_file(str(missing), metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE)
+    with pytest.raises(ConfigError, match=r"AlexNet weights file not found \(evaluation\.lpips_weights\)"):
+        metrics.resolve_weights_file(
+            str(missing), metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE, "AlexNet"
+        )
     torch.save({"features.0.weight": torch.zeros(3)}, missing)
     with pytest.raises(ConfigError, match="not a torchvision alexnet state dict"):
         metrics.LPIPSDistance(missing)

@@ -87,7 +87,7 @@ def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, sample
         ]
         result["temporal_error"] = float(np.mean(errors))
     lpips_path, lpips_reason = metrics.resolve_weights_file(
-        lpips_weights, metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE
+        lpips_weights, metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE, "AlexNet"
     )
     result["lpips"] = float(metrics.LPIPSDistance(lpips_path)(real, ours).mean()) if lpips_path else None
     result["lpips_unavailable"] = lpips_reason

@@ -286,12 +286,7 @@ def resolve_inception_weights(path: str | Path | None) -> tuple[Path | None, str
     :data:`FID_UNAVAILABLE`; any other value must name an existing file, else a one-line
     ``ConfigError`` naming the file and the key. Nothing is ever downloaded.
     """
-    if path is None or (isinstance(path, str) and path.strip().lower() == "none"):
-        return None, FID_UNAVAILABLE
-    resolved = Path(path).expanduser()
-    if not resolved.is_file():
-        raise ConfigError(f"InceptionV3 weights file not found ({INCEPTION_WEIGHTS_KEY})", resolved)
-    return resolved, None
+    return resolve_weights_file(path, INCEPTION_WEIGHTS_KEY, FID_UNAVAILABLE, "InceptionV3")
 
 
 def fid_inception(state: Mapping) -> torch.nn.Module:
@@ -444,14 +439,14 @@ def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
 
 
 def resolve_weights_file(
-    path: str | Path | None, key: str, unavailable: str
+    path: str | Path | None, key: str, unavailable: str, network: str
 ) -> tuple[Path | None, str | None]:
     """A weights setting as ``(path, None)``, or ``(None, reason)`` when unset; a missing file is an error."""
     if path is None or (isinstance(path, str) and path.strip().lower() == "none"):
         return None, unavailable
     resolved = Path(path).expanduser()
     if not resolved.is_file():
-        raise ConfigError(f"weights file not found ({key})", resolved)
+        raise ConfigError(f"{network} weights file not found ({key})", resolved)
     return resolved, None
 
 
