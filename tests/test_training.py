@@ -10,7 +10,7 @@ import torch
 from posetransfer import cache, pretrain, training
 from posetransfer.dataset import SubjectData, SubjectPaths, split
 from posetransfer.errors import ConfigError
-from posetransfer.training import TrainConfig, Trainer
+from posetransfer.training import PRESETS, TrainConfig, Trainer
 
 TINY = TrainConfig(
     resolution=64, epochs=8, warmup_epochs=2, ngf=8, n_blocks=2, ndf=8, texture_size=32,
@@ -169,3 +169,15 @@ def test_evaluation_of_a_trained_model(synthetic_subject_dir, tmp_path):
             1,
             "nope.pth",
         )
+
+
+def test_table3_ablations_are_the_full_model_with_other_settings():
+    config = TrainConfig(**PRESETS["smoke"], variant="no_d2g")
+    assert config.for_variant("pose_to_image").variant == "pose_to_image"
+    no_temporal = config.for_variant("no_temporal")
+    assert (no_temporal.variant, no_temporal.w_temporal) == ("full", 0.0)
+    video = config.for_variant("video_discriminator")
+    assert (video.variant, video.temporal_discriminator) == ("full", True)
+    assert video.w_temporal == config.w_temporal
+    with pytest.raises(ConfigError, match=r"model\.variant: unknown variant 'bogus'"):
+        config.for_variant("bogus")

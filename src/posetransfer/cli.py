@@ -7,7 +7,6 @@ non-zero exit status; tracebacks are kept for bugs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import signal
 import sys
@@ -388,7 +387,7 @@ def _run(args: argparse.Namespace) -> int:
 
         config = training.TrainConfig.from_config(args.config)
         if args.variant is not None:
-            config = dataclasses.replace(config, variant=args.variant)
+            config = config.for_variant(args.variant)
         training.run(args.subject_dir, args.out_dir, config, args.pretrained, args.device)
         return 0
     if args.command == "evaluate":

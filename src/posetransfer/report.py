@@ -81,7 +81,7 @@ def variant_runs(subject_dir: Path) -> list[tuple[str, dict[str, Any]]]:
         if path.is_file():
             metrics = json.loads(path.read_text())
             suffix = folder.name[len("evaluation") :].lstrip("-")
-            runs.append((metrics.get("variant") or suffix or "main", metrics))
+            runs.append((suffix or metrics.get("variant") or "main", metrics))
     return runs
 
 

@@ -17,6 +17,7 @@ Per step (after ``warmup_epochs``; before, only the RGB branch, the UV terms and
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import random
@@ -49,6 +50,8 @@ from posetransfer.progress import progress
 log = logging.getLogger(__name__)
 
 VARIANTS = ("full", "no_d2g", "rgb_texture", "no_condition", "pose_to_image")
+# Table 3's ablations of the full model: settings, not architectures (``TrainConfig.for_variant``).
+LOSS_ABLATIONS = {"no_temporal": {"w_temporal": 0.0}, "video_discriminator": {"temporal_discriminator": True}}
 PRESETS: dict[str, dict[str, Any]] = {
     # A CPU-sized run that shows the whole method working in about a minute.
     "smoke": {
@@ -122,6 +125,12 @@ class TrainConfig:
         values["perceptual_weights"] = config["perceptual"]["weights"]
         values["seed"] = config["seed"]
         return cls(**values)
+
+    def for_variant(self, name: str) -> TrainConfig:
+        """This config for another variant: an architecture (VARIANTS) or a Table 3 ablation."""
+        if name in LOSS_ABLATIONS:
+            return dataclasses.replace(self, variant="full", **LOSS_ABLATIONS[name])
+        return dataclasses.replace(self, variant=name)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
