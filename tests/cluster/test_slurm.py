@@ -172,9 +172,11 @@ def test_each_job_asks_for_its_rule_resources_on_the_right_partition(main_runs, 
     for job in job_headers(run.output):
         if job["local"]:
             continue
-        wildcards = job.get("wildcards", "").partition("=")[2]  # {subject}, or none (pretraining)
+        # The plugin's comment joins the wildcards' values with "_" ("synth_" for subject=synth,
+        # variant=); rules without wildcards (pretraining) have none.
+        values = [pair.partition("=")[2] for pair in job.get("wildcards", "").split(", ") if pair]
         record = by_comment[
-            f"rule_{job['rule']}_wildcards_{wildcards}" if wildcards else f"rule_{job['rule']}"
+            f"rule_{job['rule']}_wildcards_{'_'.join(values)}" if values else f"rule_{job['rule']}"
         ]
         assert int(record["ReqCPUS"]) == int(job.get("threads", 1)), record  # no line: 1 thread
         assert record["ReqMem"] == f"{job['mem_mb']}M", record
