@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Table 1 of the paper (its own method, 512 px, 30 epochs, its 10 subjects) for orientation.
 PAPER_ROW = {
@@ -160,3 +163,4 @@ def write_subject_report(
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+    log.info("wrote %s: %d trained variant(s), %d transfer(s)", out, len(runs), len(transfers))
