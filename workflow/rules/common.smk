@@ -120,7 +120,6 @@ def transfer_inputs(wildcards):
     return inputs
 
 
-
 def all_outputs():
     stages = ["frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture"]
     previews = ["frames.png", "pose2d.mp4", "masks.png", "flow.png", "background.png", "body3d.mp4"]
@@ -198,7 +197,7 @@ def failure_summary(logfiles):
             ]
             paths = [*_re.split(r",\s*", fields.get("output", "")), *logs]
             subject = next(
-                (part for path in paths for part in path.split("/") if part in SUBJECTS), None
+                (part for path in paths for part in path.split("/") if part in VIDEOS), None
             )
             reason = _failure_reason(rule_name, fields.get("message"), logs, headers.get(fields.get("jobid")))
             who = f"subject {subject}, rule {rule_name}" if subject else f"rule {rule_name}"
