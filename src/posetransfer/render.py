@@ -48,13 +48,29 @@ def pose_labels(subject_dir: str | Path, resolution: int) -> tuple[np.ndarray, n
 
 
 @torch.no_grad()
-def render(renderer: Renderer, labels: np.ndarray, batch: int = 8, device: str = "cpu") -> np.ndarray:
-    """Render (N, R, R, 6) pose labels to (N, R, R, 3) uint8 frames, ``batch`` at a time."""
+def render(
+    renderer: Renderer,
+    labels: np.ndarray,
+    batch: int = 8,
+    device: str = "cpu",
+    background: np.ndarray | None = None,
+) -> np.ndarray:
+    """Render (N, R, R, 6) pose labels to (N, R, R, 3) uint8 frames, ``batch`` at a time.
+
+    ``background``: (1 or N, R, R, 3) uint8 images the person is rendered over instead of the
+    model's learned background (Fig. 13); not for ``pose_to_image``, which has none.
+    """
     if labels.ndim != 4 or labels.shape[-1] != 6:
         raise ValueError(f"pose labels must be (N, H, W, 6), got {labels.shape}")
+    if background is not None and len(background) not in (1, len(labels)):
+        raise ValueError(f"background must hold 1 or {len(labels)} images, got {len(background)}")
     frames = []
     for start in range(0, len(labels), batch):
         chunk = torch.as_tensor(labels[start : start + batch], device=device).permute(0, 3, 1, 2)
-        images = renderer(chunk.contiguous())["image"].float()
+        backdrop = None
+        if background is not None:
+            backdrop = background if len(background) == 1 else background[start : start + batch]
+            backdrop = torch.as_tensor(backdrop, device=device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        images = renderer(chunk.contiguous(), background=backdrop)["image"].float()
         frames += [to_uint8(image) for image in images]
     return np.stack(frames)

@@ -42,7 +42,6 @@ from posetransfer.errors import ConfigError, NoPersonError
 from posetransfer.pose2d import Pose2dParams, skeleton_image
 from posetransfer.progress import progress
 from posetransfer.raster import Rasterizer
-from posetransfer.training import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -301,17 +300,9 @@ def render_frames(
     device: str = "cpu",
 ) -> np.ndarray:
     """Render (N, R, R, 6) pose labels over the model's background or ``background`` (1 or N, R, R, 3)."""
-    if background is None:
-        return render.render(renderer, labels, batch, device)
-    if getattr(renderer, "variant", None) == "pose_to_image":
+    if background is not None and getattr(renderer, "variant", None) == "pose_to_image":
         raise ConfigError("transfer.background: variant pose_to_image has no background to replace")
-    frames = []
-    for start in range(0, len(labels), batch):
-        chunk = torch.as_tensor(labels[start : start + batch], device=device).permute(0, 3, 1, 2).contiguous()
-        backdrop = background if len(background) == 1 else background[start : start + batch]
-        backdrop = torch.as_tensor(backdrop, device=device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        frames += [to_uint8(image) for image in renderer(chunk, background=backdrop)["image"].float()]
-    return np.stack(frames)
+    return render.render(renderer, labels, batch, device, background)
 
 
 def side_by_side(driving: np.ndarray, skeleton: np.ndarray, result: np.ndarray) -> Iterator[np.ndarray]:
