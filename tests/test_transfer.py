@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from posetransfer import transfer
+from posetransfer import transfer, video
 from posetransfer.body3d import project
 from posetransfer.training import PRESETS, Renderer, TrainConfig
 
@@ -116,6 +116,11 @@ def test_backdrops_from_an_image_file(tmp_path):
     cv2.imwrite(str(tmp_path / "scene.png"), image)
     backdrop = transfer.backdrops(str(tmp_path / "scene.png"), tmp_path, count=3, resolution=16)
     assert backdrop.shape == (1, 16, 16, 3) and (backdrop[..., 0] == 200).all()  # RGB
+    scenes = [np.full((60, 80, 3), 40 * i, np.uint8) for i in range(3)]
+    video.write_h264(tmp_path / "scene.mp4", scenes, fps=10)
+    backdrop = transfer.backdrops(str(tmp_path / "scene.mp4"), tmp_path, count=5, resolution=16)
+    assert backdrop.shape == (5, 16, 16, 3)  # a shorter video repeats
+    np.testing.assert_allclose(backdrop[:, 8, 8, 0], [0, 40, 80, 0, 40], atol=3)
     with pytest.raises(transfer.ConfigError, match=r"transfer\.background: no such file"):
         transfer.backdrops(str(tmp_path / "missing.png"), tmp_path, count=3, resolution=16)
 

@@ -274,12 +274,12 @@ def backdrops(spec: str, driving_dir: Path, count: int, resolution: int) -> np.n
         else:
             frames = []
             for image in video.read_frames(path):
-                frames.append(preview.fit_tile(_center_square(image), resolution))
+                frames.append(image)
                 if len(frames) == count:
                     break
             if not frames:
                 raise ConfigError("transfer.background: the video has no frames", path)
-            images = np.stack([frames[i % len(frames)] for i in range(count)])
+            images = [frames[i % len(frames)] for i in range(count)]  # a short video repeats
     side = (resolution, resolution)
     return np.stack([cv2.resize(_center_square(i), side, interpolation=cv2.INTER_AREA) for i in images])
 
