@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from posetransfer import outputs
+
 log = logging.getLogger(__name__)
 
 # Table 1 of the paper (its own method, 512 px, 30 epochs, its 10 subjects) for orientation.
@@ -157,10 +159,5 @@ def write_subject_report(
         f"<title>posetransfer: {html.escape(subject_dir.name)}</title><style>{STYLE}</style></head>"
         f"<body>\n" + "\n".join(sections) + "\n</body></html>\n"
     )
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    outputs.write_text(out, page)
     log.info("wrote %s: %d trained variant(s), %d transfer(s)", out, len(runs), len(transfers))
