@@ -143,9 +143,8 @@ def normalise_keypoints(
     # s: where the floor is between far (0) and close (1); beyond them floors extrapolate, scales do not.
     s = (bottom - source.far) / span if span > 1.0 else np.zeros(len(bottom))
     inside = np.clip(s, 0.0, 1.0)
-    scale = (
-        1 - inside
-    ) * goal.height_far / source.height_far + inside * goal.height_close / source.height_close
+    ratio_far, ratio_close = goal.height_far / source.height_far, goal.height_close / source.height_close
+    scale = (1 - inside) * ratio_far + inside * ratio_close
     anchor_from = np.stack([np.full(len(s), source.center_x), bottom], axis=-1)
     anchor_to = np.stack([np.full(len(s), goal.center_x), goal.far + s * (goal.close - goal.far)], axis=-1)
     result = driving.copy()
