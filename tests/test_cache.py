@@ -131,3 +131,54 @@ def test_describe_lists_datasets_attributes_and_validity(tmp_path):
     assert "frames: shape (4, 32, 32, 3) uint8" in text
     assert "source_sha256: " + "ab" * 32 in text
     assert "valid: yes" in text
+
+
+def _masks_cache(path: Path, soft: np.ndarray, binary: np.ndarray, chunk: int | None) -> Path:
+    """A masks cache written at once (``chunk`` None) or streamed ``chunk`` rows at a time."""
+    with cache.write_cache(path, "masks", {"t": 1}, "cd" * 32) as writer:
+        if chunk is None:
+            writer.array("soft", soft)
+            writer.array("mask", binary)
+        else:
+            with (
+                writer.rows("soft", len(soft), soft.shape[1:], np.uint8) as soft_rows,
+                writer.rows("mask", len(binary), binary.shape[1:], bool) as mask_rows,
+            ):
+                for start in range(0, len(soft), chunk):  # interleaved, as a streaming stage does
+                    soft_rows.append(soft[start : start + chunk])
+                    mask_rows.append(binary[start : start + chunk])
+        writer.array("extra", np.arange(3))
+        writer.attrs.update(backend="x", threshold=0.5, resolution=soft.shape[1])
+    return path
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 40, 1000])
+def test_streamed_rows_give_the_bytes_of_one_write(tmp_path, chunk):
+    rng = np.random.default_rng(0)
+    soft = rng.integers(0, 255, (90, 100, 120), dtype=np.uint8)  # 12 kB rows: 87 rows per chunk
+    soft[::3] = 0  # something to compress
+    binary = soft > 127
+    whole = _masks_cache(tmp_path / "whole.h5", soft, binary, None)
+    streamed = _masks_cache(tmp_path / "streamed.h5", soft, binary, chunk)
+    assert whole.read_bytes() == streamed.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.h5", "whole.h5"], "no scratch left"
+
+
+def test_streamed_rows_short_or_failed_leave_nothing(tmp_path):
+    out = tmp_path / "masks.h5"
+    with (
+        pytest.raises(ValueError, match="soft: 3 rows appended, 4 declared"),
+        cache.write_cache(out, "masks", {}, "x") as writer,
+        writer.rows("soft", 4, (8, 8), np.uint8) as rows,
+    ):
+        rows.append(np.zeros((3, 8, 8)))
+    with pytest.raises(RuntimeError, match="killed"), cache.write_cache(out, "masks", {}, "x") as writer:
+        writer.rows("soft", 4, (8, 8), np.uint8).append(np.zeros((4, 8, 8)))
+        writer.rows("mask", 4, (8, 8), bool).append(np.zeros((2, 8, 8)))  # to a scratch file
+        raise RuntimeError("killed")
+    with (
+        pytest.raises(ValueError, match="more than the 4 rows declared"),
+        cache.write_cache(out, "masks", {}, "x") as writer,
+    ):
+        writer.rows("soft", 4, (8, 8), np.uint8).append(np.zeros((5, 8, 8)))
+    assert list(tmp_path.iterdir()) == []

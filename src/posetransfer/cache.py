@@ -141,8 +141,10 @@ def _created_timestamp() -> str:
 class CacheWriter:
     """A cache being written. Use :func:`write_cache`, which renames it into place on success."""
 
-    def __init__(self, handle: h5py.File) -> None:
+    def __init__(self, handle: h5py.File, scratch_prefix: Path | None = None) -> None:
         self._file = handle
+        self._scratch_prefix = scratch_prefix or Path(f"{handle.filename}.rows")
+        self._open_rows: list[RowWriter] = []  # in creation order; the first writes to the file
 
     @property
     def attrs(self) -> h5py.AttributeManager:
@@ -164,12 +166,145 @@ class CacheWriter:
 
     def array(self, name: str, data: np.ndarray) -> h5py.Dataset:
         """A per-frame array written at once, chunked along frames (about 1 MiB per chunk at most)."""
+        if self._open_rows:
+            raise RuntimeError(f"dataset {name}: close the streamed datasets before writing arrays")
         data = np.ascontiguousarray(data)
         chunks = None
         if data.ndim and data.size:
-            rows = max(1, min(len(data), _SMALL_CHUNK_ROWS, _CHUNK_BYTES // max(1, data[0].nbytes)))
-            chunks = (rows, *data.shape[1:])
+            chunks = (_chunk_rows(len(data), data[0].nbytes), *data.shape[1:])
         return self._file.create_dataset(name, data=data, chunks=chunks, **_FILTERS)
+
+    def rows(self, name: str, num_rows: int, row_shape: Sequence[int], dtype: np.dtype | type) -> RowWriter:
+        """A per-frame dataset filled by appending rows in order, stored as :meth:`array` stores it.
+
+        Memory stays at one chunk, whatever ``num_rows``. The file's bytes equal those of
+        :meth:`array` given all rows at once: the first open row writer writes whole chunks
+        straight into the file; rows appended to a later one while an earlier one is open go to
+        a scratch file beside the cache and are copied in when every earlier one has closed, so
+        datasets lie in the file one after another, as if written in turn.
+        """
+        writer = RowWriter(self, name, num_rows, tuple(row_shape), np.dtype(dtype))
+        self._open_rows.append(writer)
+        if len(self._open_rows) == 1:
+            writer._start_in_file()
+        return writer
+
+    def _row_writer_closed(self) -> None:
+        """Retire finished writers at the head of the queue; the next one moves into the file."""
+        while self._open_rows and not self._open_rows[0]._open:
+            self._open_rows.pop(0)
+            if self._open_rows:
+                self._open_rows[0]._start_in_file()
+
+    def _finish(self) -> None:
+        if self._open_rows:
+            names = ", ".join(writer.name for writer in self._open_rows)
+            raise RuntimeError(f"streamed datasets not closed: {names}")
+
+    def _discard_scratch(self) -> None:
+        for path in self._scratch_prefix.parent.glob(f"{self._scratch_prefix.name}.*"):
+            path.unlink(missing_ok=True)
+
+
+def _chunk_rows(num_rows: int, row_nbytes: int) -> int:
+    """Rows per chunk of a per-frame array: about 1 MiB, at most 1024 rows."""
+    return max(1, min(num_rows, _SMALL_CHUNK_ROWS, _CHUNK_BYTES // max(1, row_nbytes)))
+
+
+class RowWriter:
+    """One per-frame dataset being appended to (see :meth:`CacheWriter.rows`).
+
+    Use as a context manager, or call :meth:`close` once every row is appended.
+    """
+
+    def __init__(
+        self, owner: CacheWriter, name: str, num_rows: int, row_shape: tuple[int, ...], dtype: np.dtype
+    ) -> None:
+        if num_rows < 1:
+            raise ValueError(f"dataset {name}: need at least one row, got {num_rows}")
+        self.name, self.num_rows, self.row_shape, self.dtype = name, num_rows, row_shape, dtype
+        self._owner = owner
+        self._chunk = _chunk_rows(num_rows, int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize)
+        self._appended = 0  # rows given to append()
+        self._stored = 0  # rows in the file's dataset
+        self._pending: list[np.ndarray] = []  # rows of a chunk not yet full
+        self._dataset: h5py.Dataset | None = None
+        self._scratch_path = Path(f"{owner._scratch_prefix}.{len(owner._open_rows)}.{name}")
+        self._scratch: Any = None
+        self._in_file = False
+        self._open = True
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+
+    def append(self, rows: np.ndarray) -> None:
+        """Append rows ``(n, *row_shape)``, converted to the dataset's dtype."""
+        if not self._open:
+            raise RuntimeError(f"dataset {self.name}: append after close")
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(
+                f"dataset {self.name}: rows of shape {rows.shape[1:]}, expected {self.row_shape}"
+            )
+        if self._appended + len(rows) > self.num_rows:
+            raise ValueError(f"dataset {self.name}: more than the {self.num_rows} rows declared")
+        self._appended += len(rows)
+        if self._in_file:
+            self._store(rows)
+            return
+        if self._scratch is None:
+            self._scratch = open(self._scratch_path, "wb")  # noqa: SIM115 (closed in _start_in_file)
+        self._scratch.write(rows.tobytes())
+
+    def close(self) -> None:
+        """Check every declared row was appended and let the next streamed dataset into the file."""
+        if not self._open:
+            return
+        if self._appended != self.num_rows:
+            raise ValueError(f"dataset {self.name}: {self._appended} rows appended, {self.num_rows} declared")
+        self._open = False
+        if self._in_file:
+            self._dataset = None  # the last reference: HDF5 flushes the chunks now, as array() does
+        self._owner._row_writer_closed()
+
+    def _start_in_file(self) -> None:
+        """Create the dataset (now, so it follows the one before it) and copy in the scratch rows."""
+        self._dataset = self._owner._file.create_dataset(
+            self.name,
+            shape=(self.num_rows, *self.row_shape),
+            dtype=self.dtype,
+            chunks=(self._chunk, *self.row_shape),
+            **_FILTERS,
+        )
+        self._in_file = True
+        if self._scratch is not None:
+            self._scratch.close()
+            row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+            with open(self._scratch_path, "rb") as scratch:
+                while block := scratch.read(self._chunk * row_bytes):
+                    self._store(np.frombuffer(block, self.dtype).reshape(-1, *self.row_shape))
+            self._scratch_path.unlink()
+            self._scratch = None
+        if not self._open:
+            self._dataset = None
+
+    def _store(self, rows: np.ndarray) -> None:
+        """Write whole chunks (and the last, short one); keep the rest until its chunk is full."""
+        if self._pending:
+            rows = np.concatenate([*self._pending, rows])
+            self._pending = []
+        whole = (
+            len(rows) if self._stored + len(rows) == self.num_rows else len(rows) // self._chunk * self._chunk
+        )
+        if whole:
+            self._dataset[self._stored : self._stored + whole] = rows[:whole]
+            self._stored += whole
+        if whole < len(rows):
+            self._pending.append(rows[whole:].copy())
 
 
 # gzip (portable: readable by any HDF5), shuffle for better ratios, Fletcher-32 to catch corruption.
@@ -206,7 +341,12 @@ def write_cache(
             handle.attrs["config_hash"] = section_hash(config_section)
             handle.attrs["source_sha256"] = source_sha256
             handle.attrs["created"] = _created_timestamp()
-            yield CacheWriter(handle)
+            writer = CacheWriter(handle, path.with_name(f".{path.name}.{os.getpid()}.rows"))
+            try:
+                yield writer
+                writer._finish()
+            finally:
+                writer._discard_scratch()
             _check_contents(handle, kind, path)
         os.replace(tmp, path)
     finally:
@@ -265,7 +405,9 @@ class Cache:
         try:
             return self.dataset(name)[index]
         except OSError as exc:
-            raise CacheError(f"dataset {name!r} is corrupt ({_first_line(exc)})", self.path) from exc
+            raise CacheError(
+                f"dataset {name!r} is corrupt ({_first_line(exc)}); {remedy(self.path, self.kind)}", self.path
+            ) from exc
 
     def names(self) -> list[str]:
         return sorted(self._file.keys())
@@ -289,9 +431,8 @@ def open_cache(path: str | Path, kind: str | None = None) -> Cache:
     try:
         handle = h5py.File(path, "r", locking=False)
     except OSError as exc:
-        raise CacheError(
-            f"cannot open as HDF5, the file is truncated or corrupt ({_first_line(exc)})", path
-        ) from exc
+        problem = f"cannot open as HDF5, the file is truncated or corrupt ({_first_line(exc)})"
+        raise CacheError(f"{problem}; {remedy(path, kind)}", path) from exc
     try:
         found_kind = str(handle.attrs.get("kind", ""))
         if found_kind not in SPECS:
@@ -316,7 +457,7 @@ def open_cache(path: str | Path, kind: str | None = None) -> Cache:
         raise
     except (OSError, KeyError, ValueError) as exc:
         handle.close()
-        raise CacheError(f"cache is corrupt ({_first_line(exc)})", path) from exc
+        raise CacheError(f"cache is corrupt ({_first_line(exc)}); {remedy(path, kind)}", path) from exc
     return Cache(path, handle)
 
 
@@ -373,3 +514,15 @@ def _short(value: Any, limit: int = 100) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
+def remedy(path: str | Path, kind: str | None) -> str:
+    """What to do about a broken cache: which file to delete, or which rule to force."""
+    path = Path(path)
+    if path.name == "labels3d_truth.h5":
+        rule = "truth_labels"
+    elif "transfer" in path.parts:
+        rule = "transfer"
+    else:
+        rule = {"synthetic_truth": "synthesize", None: path.stem}.get(kind, kind or path.stem)
+    return f"delete {path} and run the workflow again, or run `snakemake --forcerun {rule}`"
+
+
