@@ -461,6 +461,18 @@ def open_cache(path: str | Path, kind: str | None = None) -> Cache:
     return Cache(path, handle)
 
 
+def remedy(path: str | Path, kind: str | None) -> str:
+    """What to do about a broken cache: which file to delete, or which rule to force."""
+    path = Path(path)
+    if path.name == "labels3d_truth.h5":
+        rule = "truth_labels"
+    elif "transfer" in path.parts:
+        rule = "transfer"
+    else:
+        rule = {"synthetic_truth": "synthesize", None: path.stem}.get(kind, kind or path.stem)
+    return f"delete {path} and run the workflow again, or run `snakemake --forcerun {rule}`"
+
+
 def describe(path: str | Path, verify: bool = False) -> str:
     """A readable summary of a cache: attributes, datasets, and whether it is valid."""
     lines = [f"{path}"]
@@ -514,15 +526,3 @@ def _short(value: Any, limit: int = 100) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
-def remedy(path: str | Path, kind: str | None) -> str:
-    """What to do about a broken cache: which file to delete, or which rule to force."""
-    path = Path(path)
-    if path.name == "labels3d_truth.h5":
-        rule = "truth_labels"
-    elif "transfer" in path.parts:
-        rule = "transfer"
-    else:
-        rule = {"synthetic_truth": "synthesize", None: path.stem}.get(kind, kind or path.stem)
-    return f"delete {path} and run the workflow again, or run `snakemake --forcerun {rule}`"
-
-

@@ -82,8 +82,24 @@ def _validate(instance: dict[str, Any], schema: Mapping[str, Any], prefix: str) 
 def validate_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return a validated copy of ``config`` with every default filled in."""
     filled = copy.deepcopy(dict(config or {}))
-    _validate(filled, _load_schema("config.schema.yaml"), prefix="")
-    return filled
+    schema = _load_schema("config.schema.yaml")
+    _validate(filled, schema, prefix="")
+    return _exact_integers(filled, schema)
+
+
+def _exact_integers(instance: Any, schema: Mapping[str, Any]) -> Any:
+    """``128.0`` where the schema says integer becomes ``128``: JSON Schema counts it an integer,
+    so it validates, but OpenCV, range() and shapes downstream need a Python int."""
+    kinds = schema.get("type", [])
+    if isinstance(instance, float) and instance.is_integer() and "integer" in kinds:
+        return int(instance)
+    if isinstance(instance, dict):
+        for key, subschema in schema.get("properties", {}).items():
+            if key in instance:
+                instance[key] = _exact_integers(instance[key], subschema)
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        instance[:] = [_exact_integers(item, schema["items"]) for item in instance]
+    return instance
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -129,11 +145,13 @@ def load_subjects(path: str | Path) -> list[Subject]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("subject sheet not found", path)
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = [row for row in csv.reader(handle, delimiter="\t") if row and not row[0].startswith("#")]
+    # utf-8-sig: a byte-order mark (Excel, Notepad) is not part of the first column's name.
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        rows = [(reader.line_num, row) for row in reader if row and not row[0].startswith("#")]
     if not rows:
         raise ConfigError("subject sheet is empty (expected a header: name, video, notes)", path)
-    header = [column.strip() for column in rows[0]]
+    header = [column.strip() for column in rows[0][1]]
     if header[:2] != ["name", "video"] or not set(header) <= {"name", "video", "notes"}:
         raise ConfigError(
             f"subject sheet header is {header}; expected tab-separated columns name, video[, notes]",
@@ -141,9 +159,16 @@ def load_subjects(path: str | Path) -> list[Subject]:
         )
     schema = _load_schema("subjects.schema.yaml")
     subjects: list[Subject] = []
-    for line_number, row in enumerate(rows[1:], start=2):
-        record = {key: value.strip() for key, value in zip(header, row, strict=False)}
+    for line_number, row in rows[1:]:
         where = f"{path}, line {line_number}"
+        extra = [value for value in row[len(header) :] if value.strip()]
+        if extra:
+            raise ConfigError(
+                f"{len(row)} tab-separated fields, the header has {len(header)} ({', '.join(header)});"
+                f" extra: {extra[0]!r} (a tab inside the notes?)",
+                where,
+            )
+        record = {key: value.strip() for key, value in zip(header, row, strict=False)}
         try:
             _validate(record, schema, prefix="")
         except ConfigError as exc:
