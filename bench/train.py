@@ -34,13 +34,13 @@ def peak_memory_mb(device: torch.device) -> float:
 def time_steps(trainer: Trainer, steps: int) -> float:
     """Seconds per full training step (warm-up over), after one untimed step."""
     trainer.step = trainer.config.warmup_epochs * trainer.steps_per_epoch
-    frames = trainer.pairs[: trainer.config.batch_pairs]
-    trainer.train_step(frames)
+    batch = trainer.data.pair_batch(trainer.pairs[: trainer.config.batch_pairs], trainer.device)
+    trainer.train_step(batch)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
-        trainer.train_step(frames)
+        trainer.train_step(batch)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps

@@ -95,7 +95,8 @@ def test_pretraining_writes_a_uv_generator(synthetic_subject_dir, tmp_path):
     pretrain.run([synthetic_subject_dir], tmp_path / "uv.pt", config, "cpu")
     state = torch.load(tmp_path / "uv.pt", weights_only=False)
     assert state["history"][-1]["total"] < state["history"][0]["total"]
-    trainer = _trainer(synthetic_subject_dir, tmp_path, replace(TINY, ngf=8, n_blocks=2))
+    pose_only = replace(TINY, ngf=8, n_blocks=2, uv_input="pose")  # the paper's UV generator
+    trainer = _trainer(synthetic_subject_dir, tmp_path, pose_only)
     trainer.renderer.uv_generator.load_state_dict(state["uv_generator"])  # the shapes fit
 
 
@@ -107,9 +108,10 @@ def test_saved_model_renders_any_pose_labels(synthetic_subject_dir, tmp_path):
     assert (tmp_path / "loss_curve.png").stat().st_size > 5_000
     renderer, meta = render.load(tmp_path / "model.pt")
     labels, valid = render.pose_labels(synthetic_subject_dir, meta["resolution"])
-    frames = render.render(renderer, labels[:5], batch=2)
+    body = render.body_iuv(synthetic_subject_dir / "labels3d.h5", meta["resolution"])[:5]
+    frames = render.render(renderer, labels[:5], batch=2, body=body)
     assert frames.shape == (5, 64, 64, 3) and frames.dtype == np.uint8 and valid.all()
-    again = render.render(renderer, labels[:5], batch=5)
+    again = render.render(renderer, labels[:5], batch=5, body=body)
     assert np.abs(frames.astype(int) - again.astype(int)).max() <= 1  # batching does not change it
     with pytest.raises(Exception, match="not a final model"):
         render.load(tmp_path / "work" / "last.pt")
@@ -131,7 +133,7 @@ def test_every_variant_trains(synthetic_subject_dir, tmp_path, changes):
     config = replace(TINY, warmup_epochs=0, **changes)
     trainer = _trainer(synthetic_subject_dir, tmp_path, config)
     before = {name: p.detach().clone() for name, p in trainer.renderer.named_parameters()}
-    record = trainer.train_step(trainer.pairs[:2])
+    record = trainer.train_step(trainer.data.pair_batch(trainer.pairs[:2]))
     assert np.isfinite(record["total"]) and ("gan" in record)
     assert ("temporal" in record) == (config.w_temporal > 0)
     changed = [name for name, p in trainer.renderer.named_parameters() if not torch.equal(p, before[name])]
@@ -181,3 +183,76 @@ def test_table3_ablations_are_the_full_model_with_other_settings():
     assert video.w_temporal == config.w_temporal
     with pytest.raises(ConfigError, match=r"model\.variant: unknown variant 'bogus'"):
         config.for_variant("bogus")
+
+
+def test_streamed_batches_equal_the_in_memory_ones(synthetic_subject_dir):
+    from posetransfer.dataset import pair_loader
+    from posetransfer.training import pair_schedule
+
+    paths = SubjectPaths.in_folder(synthetic_subject_dir)
+    streamed, held = SubjectData(paths, 64, in_memory_mb=0), SubjectData(paths, 64, in_memory_mb=1e6)
+    assert held.in_memory and not streamed.in_memory
+    schedule = pair_schedule(streamed.pairs(streamed.train_index), epoch=1, batch=2, seed=0)
+    assert schedule == pair_schedule(held.pairs(held.train_index), epoch=1, batch=2, seed=0)
+    batches = zip(pair_loader(streamed, schedule, workers=1), pair_loader(held, schedule, 0), strict=True)
+    for a, b in batches:
+        for key in ("flow", "confidence"):
+            assert a[key].dtype == np.float16 and np.array_equal(a[key], b[key]), key
+        for side in ("current", "previous"):
+            for key, value in a[side].items():
+                assert value.dtype == b[side][key].dtype and np.array_equal(value, b[side][key]), key
+            assert a[side]["image"].dtype == np.uint8 and a[side]["laplacian"].dtype == np.float16
+
+
+def test_ema_weights_are_what_render_uses(synthetic_subject_dir, tmp_path):
+    from posetransfer import render
+
+    training.run(synthetic_subject_dir, tmp_path, replace(TINY, epochs=1), pretrained=None, device="cpu")
+    state = torch.load(tmp_path / "model.pt", weights_only=False)
+    renderer, _ = render.load(tmp_path / "model.pt")
+    loaded = renderer.state_dict()
+    ema = {k.removeprefix("module."): v for k, v in state["models"]["ema"].items() if k != "n_averaged"}
+    assert all(torch.equal(loaded[name], ema[name]) for name in loaded)
+    raw = state["models"]["renderer"]
+    assert any(not torch.equal(loaded[name], raw[name]) for name in loaded)  # not the last step's
+
+
+def test_learning_rate_is_constant_then_decays_linearly_to_zero():
+    config = replace(TINY, learning_rate=0.001)
+    rates = [training.learning_rate(config, step, 100) for step in range(100)]
+    assert rates[0] == rates[50] == 0.001 and rates[75] == pytest.approx(0.0005) and 0 < rates[-1] < 0.0001
+    assert training.learning_rate(replace(config, lr_decay=False), 99, 100) == 0.001
+
+
+def test_standard_preset_validates_and_trains_a_step(synthetic_subject_dir, tmp_path):
+    from posetransfer.config import validate_config
+
+    config = TrainConfig.from_config(validate_config({"train": {"preset": "standard"}}))
+    assert (config.resolution, config.uv_input, config.w_feature_matching > 0) == (128, "pose+body_iuv", True)
+    trainer = _trainer(synthetic_subject_dir, tmp_path, replace(config, warmup_epochs=0, perceptual_weights="none"))
+    record = trainer.train_step(trainer.data.pair_batch(trainer.pairs[:2]))
+    assert {"ssim", "feature_matching", "gan", "temporal", "uv"} <= set(record) and np.isfinite(record["total"])
+
+
+def test_a_changed_config_starts_training_over(synthetic_subject_dir, tmp_path, caplog):
+    config = replace(TINY, epochs=1, warmup_epochs=0)
+    training.run(synthetic_subject_dir, tmp_path, config, pretrained=None, device="cpu")
+    assert (tmp_path / "work" / "last.pt").exists()
+    longer = replace(config, epochs=2)
+    with caplog.at_level("WARNING"):
+        training.run(synthetic_subject_dir, tmp_path, longer, pretrained=None, device="cpu")
+    assert "made with another config" in caplog.text and "starting over" in caplog.text
+    state = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert state["config"]["epochs"] == 2
+
+
+def test_too_few_frames_say_how_many_training_needs(synthetic_subject_dir, tmp_path):
+    data = SubjectData(SubjectPaths.in_folder(synthetic_subject_dir), 64)
+    data.valid = np.zeros_like(data.valid)
+    data.valid[[3, 9]] = True  # two frames, not adjacent
+    data.train_index, data.val_index = split(data.valid)
+    with cache.open_cache(synthetic_subject_dir / "texture.h5") as texture:
+        atlas = texture.read("atlas")
+    with pytest.raises(ConfigError, match=r"at least 3 frames"):
+        Trainer(TINY, data, atlas, tmp_path / "work", "cpu")
+    assert not (tmp_path / "work").exists()  # nothing empty left behind

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from posetransfer import __version__
+from posetransfer import __version__, weights
 from posetransfer.errors import PosetransferError
 
 EPILOG = """\
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("cache", type=Path, metavar="CACHE.h5")
     inspect.add_argument("--verify", action="store_true", help="read every chunk and check its checksum")
+    weights.add_parser(commands)
 
     frames = commands.add_parser(
         "frames",
@@ -307,6 +308,8 @@ def _run(args: argparse.Namespace) -> int:
         for subject in subjects:
             print(f"  {subject.name}: {subject.video}")
         return 0
+    if args.command == "weights":
+        return weights.main(args)
     if args.command == "inspect":
         from posetransfer.cache import describe
 

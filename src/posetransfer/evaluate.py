@@ -5,18 +5,27 @@ resolution: SSIM and PSNR on the whole frame and on the person's box (the mask's
 Robust-SSIM/PSNR on the M validation frames whose poses are farthest from every training pose,
 and the temporal error E_temp of the rendered sequence under the real frames' optical flow.
 FID needs InceptionV3 weights from the user; without them ``metrics.json`` says why it is absent.
+
+Beside the model, the same scores for the no-training baseline (``baseline_body_lookup``): the
+initial texture atlas looked up through the fitted body's IUV and composited over the inpainted
+background, from the caches alone. A trained model has to beat it to be worth its training.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
-from posetransfer import metrics, outputs, preview, render
-from posetransfer.dataset import SubjectData, SubjectPaths
+from posetransfer import cache, metrics, outputs, preview, render
+from posetransfer.dataset import SubjectData, SubjectPaths, pose_label
+from posetransfer.model.networks import NUM_PARTS, HybridTexture, body_iuv_tensors, composite
 from posetransfer.training import to_uint8
 
 log = logging.getLogger(__name__)
@@ -51,6 +60,84 @@ def summarise(per_frame: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+@torch.no_grad()
+def body_lookup(atlas: np.ndarray, body: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """The no-training baseline: ``atlas`` (24, S, S, 3) uint8 looked up through ``body`` IUV images
+    (N, R, R, 3) uint8, over ``background`` (R, R, 3) uint8 -> (N, R, R, 3) uint8."""
+    texture = HybridTexture.from_atlas(atlas, channels=3)
+    parts, uv = body_iuv_tensors(body)
+    probs = torch.nn.functional.one_hot(parts, NUM_PARTS + 1).permute(0, 3, 1, 2).float()
+    mapped = texture(probs, probs[:, 1:, None] * uv[:, None])
+    bg = torch.as_tensor(background).permute(2, 0, 1)[None].float() / 127.5 - 1
+    images = composite(mapped, bg.expand(len(mapped), -1, -1, -1), probs[:, :1])
+    return np.stack([to_uint8(image) for image in images])
+
+
+EVAL_CHUNK = 32  # validation frames rendered and scored at once: memory flat in the video's length
+Renderer = Callable[[dict[str, np.ndarray]], np.ndarray]  # compact frames -> (n, R, R, 3) uint8
+
+
+@dataclass
+class Scored:
+    """Scores of one rendering of the validation frames, and the frames kept for pictures."""
+
+    summary: dict[str, Any]
+    per_frame_psnr: list[float]
+    kept: dict[int, tuple[np.ndarray, np.ndarray]]  # position in val -> (real, ours)
+    lpips: float | None = None
+
+
+def score_renders(data: SubjectData, draw: Renderer, robust: np.ndarray, keep: set[int],
+                  lpips: metrics.LPIPSDistance | None = None) -> Scored:  # fmt: skip
+    """Render the validation frames chunk by chunk with ``draw`` and score them: SSIM/PSNR (frame and
+    person box), Robust-SSIM/PSNR over the ``robust`` positions, E_temp over adjacent frames, LPIPS."""
+    val = data.val_index
+    per_frame: list[dict[str, float]] = []
+    errors, distances, kept = [], [], {}
+    last: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None  # frame, ours, flow, confidence
+    for start in range(0, len(val), EVAL_CHUNK):
+        compact = data.frames(val[start : start + EVAL_CHUNK])
+        real, ours = compact["image"], draw(compact)
+        for k, frame in enumerate(val[start : start + EVAL_CHUNK]):
+            per_frame.append(frame_scores(real[k], ours[k], compact["mask"][k] > 0))
+            if last is not None and last[0] == frame - 1:  # flow[i]: frame i + 1 -> i, from the real frames
+                pair = np.stack([last[1], ours[k]])
+                errors.append(metrics.temporal_error(pair, last[2][None], last[3][None]))
+            flow, confidence = (
+                compact["flow"][k].astype(np.float32),
+                compact["confidence"][k].astype(np.float32),
+            )
+            last = (int(frame), ours[k], flow, confidence)
+            if start + k in keep:
+                kept[start + k] = (real[k], ours[k])
+        if lpips is not None:
+            distances.append(lpips(real, ours))
+    summary = summarise(per_frame)
+    robust_scores = summarise([per_frame[i] for i in robust]) if len(robust) else {}
+    summary.update(
+        {f"robust_{key}": value for key, value in robust_scores.items() if key in ("ssim", "psnr")}
+    )
+    if errors:
+        summary["temporal_error"] = float(np.mean(errors))
+    mean_lpips = float(np.concatenate(distances).mean()) if distances else None
+    return Scored(summary, [frame["psnr"] for frame in per_frame], kept, mean_lpips)
+
+
+def model_renderer(renderer: torch.nn.Module, resolution: int) -> Renderer:
+    """Compact frames -> the model's renders of their pose labels (and body IUV)."""
+
+    def draw(compact: dict[str, np.ndarray]) -> np.ndarray:
+        labels = pose_label(compact["skeleton"], compact["laplacian"], resolution)
+        return render.render(renderer, labels, body=compact["iuv"])
+
+    return draw
+
+
+def lookup_renderer(atlas: np.ndarray, background: np.ndarray) -> Renderer:
+    """Compact frames -> the no-training body-IUV lookup (:func:`body_lookup`)."""
+    return lambda compact: body_lookup(atlas, compact["iuv"], background)
+
+
 def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, samples_png: str | Path,
         robust_count: int = 10, inception_weights: str | None = None,
         robust_png: str | Path | None = None, lpips_weights: str | None = None) -> dict:  # fmt: skip
@@ -59,55 +146,49 @@ def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, sample
     resolution = int(meta["resolution"])
     data = SubjectData(SubjectPaths.in_folder(subject_dir), resolution)
     val = data.val_index
-    labels = np.ascontiguousarray(data.pose[val])
+    robust = metrics.robust_frames(data.keypoints[data.train_index], data.keypoints[val], m=robust_count)
+    keep = {int(i) for i in robust} | {0}
+    lpips_path, lpips_reason = metrics.resolve_weights_file(
+        lpips_weights, metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE, "AlexNet"
+    )
+    lpips = metrics.LPIPSDistance(lpips_path) if lpips_path else None
     started = time.perf_counter()
-    ours = render.render(renderer, labels)
-    ms_per_frame = 1000 * (time.perf_counter() - started) / max(1, len(labels))
-    real = np.stack([to_uint8(image) for image in data.batch(val)["image"]])
-    per_frame = [frame_scores(r, o, m > 0) for r, o, m in zip(real, ours, data.mask[val], strict=True)]
+    ours = score_renders(data, model_renderer(renderer, resolution), robust, keep, lpips)
+    ms_per_frame = 1000 * (time.perf_counter() - started) / max(1, len(val))
+    with cache.open_cache(Path(subject_dir) / "texture.h5", "texture") as texture:
+        atlas = texture.read("atlas")
+    background = to_uint8(data.background_tensor())
+    lookup = score_renders(data, lookup_renderer(atlas, background), robust, set())
     result = {
         "frames": len(val),
         "resolution": resolution,
         "variant": renderer.variant,
-        "render_ms_per_frame": ms_per_frame,
-        **summarise(per_frame),
+        "render_ms_per_frame": ms_per_frame,  # rendering and scoring, chunk by chunk
+        "loss_terms": meta.get("loss_terms"),
+        **ours.summary,
+        "robust_frames": [int(val[i]) for i in robust],
+        "baseline_body_lookup": lookup.summary,
+        "lpips": ours.lpips,
+        "lpips_unavailable": lpips_reason,
     }
-    robust = metrics.robust_frames(data.keypoints[data.train_index], data.keypoints[val], m=robust_count)
-    robust_scores = summarise([per_frame[i] for i in robust]) if len(robust) else {}
-    result.update({f"robust_{key}": value for key, value in robust_scores.items() if key in ("ssim", "psnr")})
-    result["robust_frames"] = [int(val[i]) for i in robust]
-    consecutive = np.flatnonzero(np.diff(val) == 1)  # pairs (val[i], val[i + 1]) of adjacent frames
-    if len(consecutive):
-        flows = data.flow_backward[val[consecutive]]
-        confidence = data.confidence[val[consecutive]]
-        pairs = np.stack([np.stack([ours[i], ours[i + 1]]) for i in consecutive])
-        errors = [
-            metrics.temporal_error(p, f[None], c[None])
-            for p, f, c in zip(pairs, flows, confidence, strict=True)
-        ]
-        result["temporal_error"] = float(np.mean(errors))
-    lpips_path, lpips_reason = metrics.resolve_weights_file(
-        lpips_weights, metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE, "AlexNet"
-    )
-    result["lpips"] = float(metrics.LPIPSDistance(lpips_path)(real, ours).mean()) if lpips_path else None
-    result["lpips_unavailable"] = lpips_reason
     _, reason = metrics.resolve_inception_weights(inception_weights)  # a missing file is an error
     result["fid"] = None  # FID compares cross-subject transfer with the target's frames
     result["fid_unavailable"] = reason or "FID is measured on pose transfer: results/transfer/*/metrics.json"
     outputs.write_json(out_json, result)
     log.info("%s", ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float)))
-    picks = list(robust[:3]) or [0]
     tiles, names = [], []
-    for i in picks:
-        error = np.abs(real[i].astype(np.int16) - ours[i].astype(np.int16)).max(axis=-1)
+    for i in list(robust[:3]) or [0]:
+        real, rendered = ours.kept[int(i)]
+        error = np.abs(real.astype(np.int16) - rendered.astype(np.int16)).max(axis=-1)
         error_map = np.repeat(np.clip(error * 4, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
-        tiles += [real[i], ours[i], error_map]
+        tiles += [real, rendered, error_map]
         names += [f"frame {val[i]} real", "ours", "|error| x4"]
     preview.save_png(samples_png, preview.contact_sheet(tiles, names, tile=192, columns=3))
     if robust_png is not None:  # the challenging poses, real | ours, two pairs a row
         tiles, names = [], []
         for i in robust if len(robust) else [0]:
-            tiles += [real[i], ours[i]]
-            names += [f"frame {val[i]} real", f"ours {per_frame[i]['psnr']:.1f} dB"]
+            real, rendered = ours.kept[int(i)]
+            tiles += [real, rendered]
+            names += [f"frame {val[i]} real", f"ours {ours.per_frame_psnr[i]:.1f} dB"]
         preview.save_png(robust_png, preview.contact_sheet(tiles, names, tile=160, columns=4))
     return result

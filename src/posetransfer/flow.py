@@ -122,13 +122,15 @@ def load_raft(weights: str | Path | None, device: str = "auto") -> torch.nn.Modu
     import torch
     from torchvision.models.optical_flow import raft_large
 
+    from posetransfer.weights import resolve
+
     if weights is None:
         raise ConfigError(
             "flow.raft_weights is null: the raft backend needs torchvision's raft_large weights file"
         )
-    path = Path(weights)
-    if not path.is_file():
-        raise ConfigError("flow.raft_weights: RAFT weights file not found", path)
+    path, why = resolve(weights, "raft")  # auto: torch.hub's checkpoints folder
+    if path is None:
+        raise ConfigError(f"the raft backend needs its weights: {why}")
     model = raft_large(weights=None, progress=False)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

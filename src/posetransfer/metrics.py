@@ -441,13 +441,15 @@ def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
 def resolve_weights_file(
     path: str | Path | None, key: str, unavailable: str, network: str
 ) -> tuple[Path | None, str | None]:
-    """A weights setting as ``(path, None)``, or ``(None, reason)`` when unset; a missing file is an error."""
-    if path is None or (isinstance(path, str) and path.strip().lower() == "none"):
-        return None, unavailable
-    resolved = Path(path).expanduser()
-    if not resolved.is_file():
-        raise ConfigError(f"{network} weights file not found ({key})", resolved)
-    return resolved, None
+    """A weights setting as ``(path, None)``, or ``(None, reason)`` when unset or ``auto`` finds no file.
+
+    :func:`posetransfer.weights.resolve` does the work (``auto`` looks in torch.hub's checkpoints
+    folder); a named file that is missing is a one-line ``ConfigError``.
+    """
+    from posetransfer import weights
+
+    resolved, why = weights.resolve(path, weights.for_key(key).name)
+    return resolved, None if resolved is not None else (f"{unavailable}: {why}" if why else unavailable)
 
 
 def _load_state_dict(path: Path, key: str) -> Mapping:

@@ -13,18 +13,23 @@ import numpy as np
 import torch
 
 from posetransfer import cache
-from posetransfer.dataset import pose_label
+from posetransfer.dataset import pose_label, resize_images
 from posetransfer.errors import CacheError
-from posetransfer.training import Renderer, TrainConfig, load_checkpoint, to_uint8
+from posetransfer.model.networks import body_iuv_tensors
+from posetransfer.training import Renderer, TrainConfig, load_checkpoint
 
 
-def load(model_path: str | Path, device: str = "cpu") -> tuple[Renderer, dict]:
-    """The trained renderer (eval mode) and the checkpoint's ``meta`` (resolution, fps)."""
+def load(model_path: str | Path, device: str = "cpu", compile: bool | str = False) -> tuple[Renderer, dict]:
+    """The trained renderer, ready for inference (:func:`prepare`), and the checkpoint's ``meta``."""
     state = load_checkpoint(Path(model_path))
     if "meta" not in state:
         raise CacheError("not a final model (no meta); use model.pt, not last.pt", model_path)
     config = TrainConfig(**state["config"])
-    weights = state["models"]["renderer"]
+    models = state["models"]
+    if "ema" in models:  # the moving average of the weights renders, not the last step's
+        weights = {k.removeprefix("module."): v for k, v in models["ema"].items() if k.startswith("module.")}
+    else:
+        weights = models["renderer"]
     resolution = int(state["meta"]["resolution"])
     if config.variant == "pose_to_image":
         atlas, background = np.zeros((24, 2, 2, 3), np.uint8), torch.zeros(3, resolution, resolution)
@@ -33,7 +38,27 @@ def load(model_path: str | Path, device: str = "cpu") -> tuple[Renderer, dict]:
         atlas, background = np.zeros((24, size, size, 3), np.uint8), torch.zeros(3, resolution, resolution)
     renderer = Renderer(config, atlas, background)
     renderer.load_state_dict(weights)
-    return renderer.to(device).eval(), state["meta"]
+    return prepare(renderer, device, compile=compile), state["meta"]
+
+
+def prepare(
+    renderer: Renderer, device: str = "cpu", fast: bool | None = None, compile: bool | str = False
+) -> Renderer:
+    """The renderer in eval mode on ``device``, set up for :func:`render`.
+
+    ``fast`` (default: on CUDA): channels_last weights, for bf16 autocast in :func:`render`.
+    ``compile``: ``torch.compile`` it (``transfer.compile``); True is mode "reduce-overhead" (CUDA
+    graphs: batch 1 is bound by kernel launches), a string names another mode ("default",
+    "max-autotune"). Compiling takes a minute or more before the first frame.
+    """
+    renderer = renderer.to(device).eval()
+    if _is_fast(device, fast):
+        renderer.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
+    if compile:
+        mode = "reduce-overhead" if compile is True else compile
+        renderer = torch.compile(renderer, mode=None if mode == "default" else mode, dynamic=False)
+    return renderer
 
 
 def pose_labels(subject_dir: str | Path, resolution: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +72,15 @@ def pose_labels(subject_dir: str | Path, resolution: int) -> tuple[np.ndarray, n
     return label, valid & fitted
 
 
+def body_iuv(labels3d_h5: str | Path, resolution: int, frames: np.ndarray | None = None) -> np.ndarray:
+    """The fitted body's IUV images (N, R, R, 3) uint8 from a labels3d cache, for the body prior."""
+    with cache.open_cache(Path(labels3d_h5), "labels3d") as labels:
+        images = labels.read("iuv")
+    if frames is not None:
+        images = images[frames]
+    return resize_images(images, resolution, nearest=True)
+
+
 @torch.no_grad()
 def render(
     renderer: Renderer,
@@ -54,23 +88,67 @@ def render(
     batch: int = 8,
     device: str = "cpu",
     background: np.ndarray | None = None,
+    body: np.ndarray | None = None,
+    fast: bool | None = None,
 ) -> np.ndarray:
     """Render (N, R, R, 6) pose labels to (N, R, R, 3) uint8 frames, ``batch`` at a time.
 
+    ``fast`` (default: on CUDA): bf16 autocast and channels_last inputs, for a renderer from
+    :func:`prepare`; off, the renderer runs in float32 as trained (the CPU's results are exact).
+
     ``background``: (1 or N, R, R, 3) uint8 images the person is rendered over instead of the
     model's learned background (Fig. 13); not for ``pose_to_image``, which has none.
+    ``body``: (N, R, R, 3) uint8 IUV images of the fitted body in the same poses (:func:`body_iuv`),
+    needed by models trained with ``model.uv_input: pose+body_iuv``.
     """
+    if getattr(renderer, "needs_body", False) and body is None:
+        raise ValueError("this model starts from the body's IUV (model.uv_input pose+body_iuv): pass body")
     if labels.ndim != 4 or labels.shape[-1] != 6:
         raise ValueError(f"pose labels must be (N, H, W, 6), got {labels.shape}")
     if background is not None and len(background) not in (1, len(labels)):
         raise ValueError(f"background must hold 1 or {len(labels)} images, got {len(background)}")
+    fast = _is_fast(device, fast)
+    compiled = hasattr(renderer, "_orig_mod")  # torch.compile's wrapper
     frames = []
     for start in range(0, len(labels), batch):
-        chunk = torch.as_tensor(labels[start : start + batch], device=device).permute(0, 3, 1, 2)
+        stop = min(start + batch, len(labels))
+        chunk = torch.as_tensor(labels[start:stop], device=device).permute(0, 3, 1, 2)
+        # NHWC labels permuted are channels_last already; the CPU path keeps today's NCHW copy.
+        chunk = chunk if fast else chunk.contiguous()
         backdrop = None
         if background is not None:
-            backdrop = background if len(background) == 1 else background[start : start + batch]
+            backdrop = background if len(background) == 1 else background[start:stop]
             backdrop = torch.as_tensor(backdrop, device=device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        images = renderer(chunk.contiguous(), background=backdrop)["image"].float()
-        frames += [to_uint8(image) for image in images]
-    return np.stack(frames)
+        iuv = body_iuv_tensors(body[start:stop], device) if body is not None else None
+        if compiled:  # one shape for every call: the last, shorter batch does not recompile
+            chunk, backdrop, iuv = _padded(batch, chunk, backdrop, iuv)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=fast):
+            images = renderer(chunk, background=backdrop, body=iuv)["image"]
+        frames.append(_to_uint8(images[: stop - start].float()))
+    return np.concatenate(frames)
+
+
+def _is_fast(device: str, fast: bool | None) -> bool:
+    """bf16 and channels_last: by default on CUDA only (the CPU keeps fp32 results)."""
+    return torch.device(device).type == "cuda" if fast is None else fast
+
+
+def _padded(
+    size: int, chunk: torch.Tensor, backdrop: torch.Tensor | None, iuv: tuple[torch.Tensor, ...] | None
+):
+    """The batch's tensors filled up to ``size`` frames by repeating the last one."""
+
+    def pad(tensor: torch.Tensor) -> torch.Tensor:
+        missing = size - len(tensor)
+        return torch.cat([tensor, tensor[-1:].expand(missing, *tensor.shape[1:])]) if missing > 0 else tensor
+
+    if backdrop is not None and len(backdrop) > 1:
+        backdrop = pad(backdrop)
+    if iuv is not None:
+        iuv = (pad(iuv[0]), pad(iuv[1]))
+    return pad(chunk), backdrop, iuv
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8, converted on the device, one copy to the host."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -7,11 +7,16 @@ resume from the last one. Frames are trained in adjacent pairs (t-1, t) so the t
 
 Per step (after ``warmup_epochs``; before, only the RGB branch, the UV terms and the background):
   generator:  w_l2 |I - I*|^2 + w_perceptual VGG(I, I*)         on the D2G output (Eq. 7)
+              + w_ssim (1 - MS-SSIM(I, I*))                      (structure; needs no download)
               + w_regular (same on the RGB-only branch)          (Eq. 9)
               + w_gan LSGAN(D(pose, I))                          (Eq. 8)
+              + w_feature_matching |D_k(pose, I) - D_k(pose, I*)| (pix2pixHD; needs no download)
               + w_temporal conf * |I_t - warp(I_t-1)|            (Eq. 5)
               + w_uv (CE on parts + L1 on UV against the IUV)    (Eq. 6, keeps G_uv anchored)
   discriminator: LSGAN on (pose, real) against (pose, generated)
+
+The learning rate decays linearly to zero over the second half (pix2pixHD); an exponential moving
+average of the generator's weights is what evaluation and inference use.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +36,15 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 
 from posetransfer import cache, preview
-from posetransfer.dataset import SubjectData, SubjectPaths
+from posetransfer.dataset import MIN_VALID_FRAMES, SubjectData, SubjectPaths, pair_loader, pair_to_device
 from posetransfer.errors import ConfigError
 from posetransfer.model import losses
 from posetransfer.model.networks import (
     Background,
+    BodyIUV,
     D2GNet,
     HybridTexture,
     MultiscaleDiscriminator,
@@ -50,8 +57,18 @@ from posetransfer.progress import progress
 log = logging.getLogger(__name__)
 
 VARIANTS = ("full", "no_d2g", "rgb_texture", "no_condition", "pose_to_image")
-# Table 3's ablations of the full model: settings, not architectures (``TrainConfig.for_variant``).
-LOSS_ABLATIONS = {"no_temporal": {"w_temporal": 0.0}, "video_discriminator": {"temporal_discriminator": True}}
+UV_INPUTS = ("pose", "pose+body_iuv")
+# Ablations of the full model: settings, not architectures (``TrainConfig.for_variant``): Table 3's
+# and one per change of issue 12 (body prior, structure and feature-matching terms, EMA, lr decay).
+LOSS_ABLATIONS: dict[str, dict[str, Any]] = {
+    "no_temporal": {"w_temporal": 0.0},
+    "video_discriminator": {"temporal_discriminator": True},
+    "pose_only_uv": {"uv_input": "pose"},
+    "no_ssim": {"w_ssim": 0.0},
+    "no_feature_matching": {"w_feature_matching": 0.0},
+    "no_ema": {"ema": 0.0},
+    "no_lr_decay": {"lr_decay": False},
+}
 PRESETS: dict[str, dict[str, Any]] = {
     # A CPU-sized run that shows the whole method working in about a minute.
     "smoke": {
@@ -62,6 +79,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_blocks": 3,
         "ndf": 16,
         "texture_size": 64,
+    },
+    # 128 px, mid-width networks: a 10-second clip on 2 CPU cores in under 45 minutes; on a GPU,
+    # raise train.resolution (README, "Presets").
+    "standard": {
+        "resolution": 128,
+        "epochs": 6,
+        "warmup_epochs": 1,
+        "ngf": 24,
+        "n_blocks": 4,
+        "ndf": 24,
+        "texture_size": 128,
     },
     # The paper's schedule (30 epochs, 3 warm-up, as in the authors' code) at the frames' resolution.
     "paper": {
@@ -97,15 +125,22 @@ class TrainConfig:
     texture_size: int | None = 64
     d2g_pose_input: str = "intermediate"
     temporal_discriminator: bool = False
+    uv_input: str = "pose+body_iuv"
+    ema: float = 0.999
+    lr_decay: bool = True
     w_l2: float = 200.0
     w_perceptual: float = 10.0
+    w_ssim: float = 10.0
     w_regular: float = 1.0
     w_gan: float = 1.0
+    w_feature_matching: float = 10.0
     w_temporal: float = 100.0
     w_uv: float = 1.0
     perceptual_weights: str | None = "auto"
     checkpoint_every: int = 50
     sample_every: int = 50
+    loader_workers: int = 1
+    in_memory_mb: float = 1024.0
     seed: int = 0
     amp: bool = True
     compile: bool = False
@@ -135,6 +170,24 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ConfigError(f"model.variant: unknown variant {self.variant!r}, expected one of {VARIANTS}")
+        if self.uv_input not in UV_INPUTS:
+            raise ConfigError(f"model.uv_input: unknown input {self.uv_input!r}, expected one of {UV_INPUTS}")
+
+    @property
+    def body_prior(self) -> bool:
+        """Whether the UV generator starts from the fitted body's IUV (``model.uv_input``)."""
+        return self.uv_input == "pose+body_iuv" and self.variant != "pose_to_image"
+
+    def loss_terms(self, vgg: bool) -> list[str]:
+        """The generator's loss terms this config switches on (logged and shown in the report)."""
+        weights = {"l2": self.w_l2, "perceptual (VGG19)": self.w_perceptual if vgg else 0.0,
+                   "ms-ssim": self.w_ssim, "gan": self.w_gan, "feature matching": self.w_feature_matching,
+                   "temporal": self.w_temporal, "uv": self.w_uv}  # fmt: skip
+        if self.variant in ("no_d2g", "pose_to_image"):
+            weights["regular"] = 0.0
+        else:
+            weights["regular"] = self.w_regular
+        return [name for name, weight in weights.items() if weight > 0]
 
 
 class Renderer(torch.nn.Module):
@@ -148,7 +201,7 @@ class Renderer(torch.nn.Module):
         if config.variant == "pose_to_image":
             self.generator = PoseToImage(**size)
             return
-        self.uv_generator = UVGenerator(**size)
+        self.uv_generator = UVGenerator(**size, body_prior=config.body_prior)
         if config.texture_size is not None and config.texture_size != atlas.shape[1]:
             side = (config.texture_size, config.texture_size)
             atlas = np.stack([cv2.resize(part, side, interpolation=cv2.INTER_AREA) for part in atlas])
@@ -158,14 +211,27 @@ class Renderer(torch.nn.Module):
             pose_input = "none" if config.variant == "no_condition" else config.d2g_pose_input
             self.d2g = D2GNet(in_channels=channels, pose_input=pose_input, **size)
 
+    @property
+    def needs_body(self) -> bool:
+        """Whether ``forward`` needs the fitted body's IUV (``model.uv_input: pose+body_iuv``)."""
+        return self.variant != "pose_to_image" and self.uv_generator.body_prior
+
     def forward(
-        self, pose: torch.Tensor, use_d2g: bool = True, background: torch.Tensor | None = None
+        self,
+        pose: torch.Tensor,
+        use_d2g: bool = True,
+        background: torch.Tensor | None = None,
+        body: BodyIUV | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Render pose labels; ``background`` (1 or N, 3, H, W) replaces the learned one (Fig. 13)."""
+        """Render pose labels; ``background`` (1 or N, 3, H, W) replaces the learned one (Fig. 13).
+
+        ``body``: the fitted body's IUV in the same poses (parts, UV), for a UV generator with the
+        body prior; ignored otherwise.
+        """
         if self.variant == "pose_to_image":
             image = self.generator(pose)
             return {"image": image, "rgb_branch": image}
-        logits, uv = self.uv_generator(pose)
+        logits, uv = self.uv_generator(pose, body if self.needs_body else None)
         probs = logits.softmax(dim=1)
         mapped = self.texture(probs, uv)
         if background is None:
@@ -216,6 +282,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from exc
 
 
+def ema_update(decay: float):
+    """``multi_avg_fn`` for ``AveragedModel``: EMA with a warm-up, so short runs are not all history.
+
+    The effective decay is ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates: early weights (from
+    the random start) fade quickly instead of dominating a run of a few hundred steps.
+    """
+
+    def update(ema: list[torch.Tensor], current: list[torch.Tensor], averaged: torch.Tensor) -> None:
+        count = float(averaged)
+        torch._foreach_lerp_(ema, current, 1.0 - min(decay, (1.0 + count) / (10.0 + count)))
+
+    return update
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """pix2pixHD's schedule: constant over the first half, then linear to zero (``train.lr_decay``)."""
+    if not config.lr_decay or total_steps < 2:
+        return config.learning_rate
+    return config.learning_rate * min(1.0, 2.0 * (total_steps - step) / total_steps)
+
+
 def pair_schedule(pairs: np.ndarray, epoch: int, batch: int, seed: int) -> list[np.ndarray]:
     """The batches of one epoch: a permutation that depends only on (seed, epoch), so resumes match."""
     order = np.random.default_rng([seed, epoch]).permutation(pairs)
@@ -229,7 +316,6 @@ class Trainer:
         self, config: TrainConfig, data: SubjectData, atlas: np.ndarray, out_dir: Path, device: str
     ) -> None:
         self.config, self.data, self.out_dir = config, data, out_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(device)
         seed_everything(config.seed)
         self.renderer = Renderer(config, atlas, data.background_tensor()).to(self.device)
@@ -242,11 +328,21 @@ class Trainer:
         betas = (config.beta1, 0.999)
         self.opt_g = torch.optim.Adam(self.renderer.parameters(), lr=config.learning_rate, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.learning_rate, betas=betas)
+        self.ema = (
+            AveragedModel(self.renderer, multi_avg_fn=ema_update(config.ema), use_buffers=True)
+            if config.ema > 0
+            else None
+        )
         self.perceptual = self._perceptual()
         self.step, self.pairs = 0, data.pairs(data.train_index)
         if len(self.pairs) == 0:
-            raise ConfigError("train: no pair of adjacent valid training frames")
+            raise ConfigError(
+                f"train: {len(data.train_index)} valid training frame(s) and no two adjacent ones: training "
+                f"needs a video of at least {MIN_VALID_FRAMES} frames with the person in view"
+            )
         self.steps_per_epoch = len(pair_schedule(self.pairs, 0, config.batch_pairs, config.seed))
+        self.total_steps = config.epochs * self.steps_per_epoch
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once the data can train
         self.autocast = config.amp and self.device.type == "cuda"
         # Compiling changes speed, not results; the state dict stays the plain module's.
         self.forward = torch.compile(self.renderer) if config.compile else self.renderer
@@ -263,15 +359,20 @@ class Trainer:
             return None
         return losses.VGGPerceptualLoss(path).to(self.device)
 
+    @property
+    def inference_renderer(self) -> Renderer:
+        """The renderer that evaluation and inference use: the EMA weights where kept."""
+        return self.ema.module if self.ema is not None else self.renderer
+
     # -- checkpoints ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        models = {"renderer": self.renderer.state_dict(), "discriminator": self.discriminator.state_dict()}
+        if self.ema is not None:
+            models["ema"] = self.ema.state_dict()
         return {
             "step": self.step,
             "config": asdict(self.config),
-            "models": {
-                "renderer": self.renderer.state_dict(),
-                "discriminator": self.discriminator.state_dict(),
-            },
+            "models": models,
             "optimizers": {"generator": self.opt_g.state_dict(), "discriminator": self.opt_d.state_dict()},
             "rng": _rng_state(),
         }
@@ -281,6 +382,8 @@ class Trainer:
             raise ConfigError("train: the checkpoint was made with another config; delete it to start over")
         self.renderer.load_state_dict(state["models"]["renderer"])
         self.discriminator.load_state_dict(state["models"]["discriminator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["models"]["ema"])
         self.opt_g.load_state_dict(state["optimizers"]["generator"])
         self.opt_d.load_state_dict(state["optimizers"]["discriminator"])
         _set_rng_state(state["rng"])
@@ -291,6 +394,8 @@ class Trainer:
         terms = {"l2": self.config.w_l2 * F.mse_loss(generated, real)}
         if self.perceptual is not None:
             terms["perceptual"] = self.config.w_perceptual * self.perceptual(generated, real)
+        if self.config.w_ssim > 0:
+            terms["ssim"] = self.config.w_ssim * losses.structure_loss(generated, real)
         return terms
 
     def _disc_input(self, batch: dict[str, Any], image: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
@@ -299,14 +404,14 @@ class Trainer:
             return torch.cat([batch["previous"]["pose"], pose, previous, image], dim=1)
         return torch.cat([pose, image], dim=1)
 
-    def train_step(self, frames: np.ndarray) -> dict[str, float]:
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One generator and discriminator update on a pair batch (:meth:`SubjectData.pair_batch`)."""
         config = self.config
         full = self.step >= config.warmup_epochs * self.steps_per_epoch
-        batch = self.data.pair_batch(frames, self.device)
+        half = len(batch["flow"])
         both = {key: torch.cat([batch["previous"][key], batch["current"][key]]) for key in batch["current"]}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            out = self.forward(both["pose"], use_d2g=full)
-        half = len(frames)
+            out = self.forward(both["pose"], use_d2g=full, body=(both["parts"], both["uv"]))
         image, real = out["image"].float(), both["image"]
         terms: dict[str, torch.Tensor] = {}
         if self.renderer.variant in ("pose_to_image", "no_d2g"):
@@ -326,16 +431,26 @@ class Trainer:
             terms["temporal"] = config.w_temporal * losses.temporal_loss(
                 current, previous, batch["flow"], batch["confidence"]
             )
-        if full and config.w_gan > 0:
+        adversarial = full and (config.w_gan > 0 or config.w_feature_matching > 0)
+        if adversarial:
+            real_in = self._disc_input(batch, batch["current"]["image"], batch["previous"]["image"])
             fake = self.discriminator(self._disc_input(batch, current, previous))
-            terms["gan"] = config.w_gan * losses.lsgan_loss(fake, True)
+            if config.w_gan > 0:
+                terms["gan"] = config.w_gan * losses.lsgan_loss(fake, True)
+            if config.w_feature_matching > 0:
+                with torch.no_grad():
+                    real_features = self.discriminator(real_in)
+                terms["feature_matching"] = config.w_feature_matching * losses.feature_matching_loss(
+                    fake, real_features
+                )
         total = sum(terms.values())
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.renderer)
         record = {key: value.item() for key, value in terms.items()}
-        if full and config.w_gan > 0:
-            real_in = self._disc_input(batch, batch["current"]["image"], batch["previous"]["image"])
+        if adversarial:
             fake_in = self._disc_input(batch, current.detach(), previous.detach())
             d_real = losses.lsgan_loss(self.discriminator(real_in), True)
             d_fake = losses.lsgan_loss(self.discriminator(fake_in), False)
@@ -355,13 +470,17 @@ class Trainer:
             self.restore(load_checkpoint(checkpoint))
             _truncate_csv(log_path, self.step)  # steps after the checkpoint are done again
             log.info("resumed from %s at step %d", checkpoint, self.step)
-        total_steps = config.epochs * self.steps_per_epoch
+        log.info("loss terms: %s", ", ".join(config.loss_terms(self.perceptual is not None)))
+        total_steps = self.total_steps
         bar = progress(range(self.step, total_steps), total_steps - self.step, "train", unit="step")
-        for step in bar:
-            epoch, within = divmod(step, self.steps_per_epoch)
-            frames = pair_schedule(self.pairs, epoch, config.batch_pairs, config.seed)[within]
+        for step, compact in zip(bar, self.batches(), strict=True):
+            epoch = step // self.steps_per_epoch
             self.renderer.train()
-            record = self.train_step(frames)
+            rate = learning_rate(config, step, total_steps)
+            for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
+                group["lr"] = rate
+            record = self.train_step(pair_to_device(compact, self.device))
+            record["lr"] = rate
             bar.set_postfix(
                 {k: f"{v:.3g}" for k, v in record.items() if k in ("total", "l2", "regular_l2", "gan")}
             )
@@ -375,18 +494,29 @@ class Trainer:
                 return
         log.info("trained %d steps (%d epochs of %d pairs)", total_steps, config.epochs, len(self.pairs))
 
+    def batches(self) -> Iterator[dict[str, Any]]:
+        """The compact pair batches from ``self.step`` to the end: epoch by epoch, each epoch's order a
+        function of (seed, epoch) only, so a resumed run reads exactly what the uninterrupted one did."""
+        config = self.config
+        first_epoch, within = divmod(self.step, self.steps_per_epoch)
+        for epoch in range(first_epoch, config.epochs):
+            schedule = pair_schedule(self.pairs, epoch, config.batch_pairs, config.seed)
+            yield from pair_loader(self.data, schedule[within if epoch == first_epoch else 0 :],
+                                   config.loader_workers)  # fmt: skip
+
     @torch.no_grad()
     def render(self, frames: np.ndarray) -> torch.Tensor:
-        self.renderer.eval()
-        return self.renderer(self.data.batch(frames, self.device)["pose"])["image"].float()
+        renderer = self.inference_renderer.eval()
+        batch = self.data.batch(frames, self.device)
+        return renderer(batch["pose"], body=(batch["parts"], batch["uv"]))["image"].float()
 
     def write_samples(self) -> None:
-        """A grid: for a training and a validation frame, pose | real | ours | RGB branch."""
+        """A grid: for a training and a validation frame, pose | real | ours | RGB branch (EMA weights)."""
         picks = [int(self.pairs[0])] + ([int(self.data.val_index[0])] if len(self.data.val_index) else [])
-        self.renderer.eval()
+        renderer = self.inference_renderer.eval()
         with torch.no_grad():
             batch = self.data.batch(np.array(picks), self.device)
-            out = self.renderer(batch["pose"])
+            out = renderer(batch["pose"], body=(batch["parts"], batch["uv"]))
         tiles, labels = [], []
         for row, frame in enumerate(picks):
             kind = "train" if row == 0 else "validation"
@@ -441,18 +571,22 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
     from posetransfer.synthesize import resolve_device
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
     torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
-    data = SubjectData(SubjectPaths.in_folder(subject_dir), config.resolution)
+    data = SubjectData(SubjectPaths.in_folder(subject_dir), config.resolution, config.in_memory_mb)
+    log.info("training frames %s", "held in memory" if data.in_memory else "streamed from the caches")
     with cache.open_cache(Path(subject_dir) / "texture.h5", "texture") as texture:
         atlas = texture.read("atlas")
     work = out_dir / "work"
+    _discard_stale_work(work, config)
     trainer = Trainer(config, data, atlas, work, device)
     if pretrained is not None and config.variant != "pose_to_image" and not (work / "last.pt").exists():
-        state = load_checkpoint(Path(pretrained))
-        trainer.renderer.uv_generator.load_state_dict(state["uv_generator"])
-        log.info("UV generator starts from %s", pretrained)
+        if config.body_prior:  # its input differs; it starts from the body's IUV instead
+            log.info("UV generator starts from the fitted body's IUV (model.uv_input: %s)", config.uv_input)
+        else:
+            state = load_checkpoint(Path(pretrained))
+            trainer.renderer.uv_generator.load_state_dict(state["uv_generator"])
+            log.info("UV generator starts from %s", pretrained)
     log.info(
         "training %s at %d px on %d pairs (%d validation frames), %d steps/epoch, on %s",
         config.variant,
@@ -464,12 +598,31 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
     )
     trainer.run(work / "last.pt")
     final = trainer.state()
-    final["meta"] = {"resolution": data.resolution, "fps": data.fps, "subject_dir": str(subject_dir)}
+    final["meta"] = {
+        "resolution": data.resolution,
+        "fps": data.fps,
+        "subject_dir": str(subject_dir),
+        "loss_terms": config.loss_terms(trainer.perceptual is not None),
+    }
     for name in ("losses.csv", "samples.png"):
         shutil.copyfile(work / name, out_dir / f".{name}.tmp")
         os.replace(out_dir / f".{name}.tmp", out_dir / name)
     plot_losses(out_dir / "losses.csv", out_dir / "loss_curve.png")
     save_checkpoint(out_dir / "model.pt", final)
+
+
+def _discard_stale_work(work: Path, config: TrainConfig) -> None:
+    """Work in progress from a run with another config cannot resume this one: start over, saying so."""
+    checkpoint = work / "last.pt"
+    if not checkpoint.exists():
+        return
+    try:
+        stale = load_checkpoint(checkpoint)["config"] != asdict(config)
+    except (ConfigError, KeyError, TypeError):
+        stale = True
+    if stale:
+        log.warning("%s was made with another config or is unreadable: starting over", checkpoint)
+        shutil.rmtree(work)
 
 
 def plot_losses(csv_path: Path, png: Path) -> None:

@@ -212,3 +212,17 @@ def test_uv_pretrain_loss_without_body_pixels_and_bad_dtype():
         uv_pretrain_loss(
             torch.zeros(1, 25, 8, 8), torch.rand(1, 24, 2, 8, 8), parts.int(), torch.rand(1, 2, 8, 8)
         )
+
+
+def test_structure_loss_is_zero_for_identical_images_and_has_gradients_otherwise():
+    from posetransfer.model.losses import structure_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert structure_loss(target.clone(), target).item() == pytest.approx(0.0, abs=1e-5)
+    generated = (target + 0.3 * torch.randn_like(target)).clamp(-1, 1).requires_grad_()
+    loss = structure_loss(generated, target)
+    loss.backward()
+    assert 0 < loss.item() < 1 and generated.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="MS-SSIM needs images larger"):
+        structure_loss(target[..., :32, :32], target[..., :32, :32])

@@ -45,6 +45,30 @@ def test_uv_generator_shapes_and_uv_range():
     assert uv.min() >= 0 and uv.max() <= 1
 
 
+def test_uv_generator_with_body_prior_starts_at_the_body_iuv_and_keeps_gradients():
+    from posetransfer.model.networks import body_iuv_tensors
+
+    torch.manual_seed(0)
+    iuv = torch.zeros(2, 64, 64, 3, dtype=torch.uint8)
+    iuv[:, 16:48, 20:40] = torch.tensor([7, 51, 204], dtype=torch.uint8)  # part 7, U 0.2, V 0.8
+    iuv[1, 40:60, 30:34] = torch.tensor([20, 255, 0], dtype=torch.uint8)
+    parts, body_uv = body_iuv_tensors(iuv.numpy())
+    net = UVGenerator(**SMALL, body_prior=True)
+    pose = torch.randn(2, 6, 64, 64, requires_grad=True)
+    logits, uv = net(pose, (parts, body_uv))
+    assert logits.shape == (2, 25, 64, 64) and uv.shape == (2, 24, 2, 64, 64)
+    assert torch.equal(logits.argmax(1), parts)  # untrained: exactly the body's parts
+    assert logits.softmax(1).max(1).values.min() > 0.99
+    inside = parts[0] == 7
+    assert torch.allclose(uv[0, 6, 0][inside], torch.tensor(0.2), atol=1e-2)
+    assert torch.allclose(uv[0, 6, 1][inside], torch.tensor(0.8), atol=1e-2)
+    (logits.square().mean() + uv.mean()).backward()
+    assert all(p.grad is not None for p in (net.part_head[-1].weight, net.uv_head[-1].weight))
+    assert net.part_head[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="pass the body IUV"):
+        net(pose)
+
+
 def test_uv_generator_rejects_bad_inputs():
     net = UVGenerator(**SMALL)
     with pytest.raises(ValueError, match="multiples of 16"):

@@ -6,6 +6,7 @@ import sys
 
 from posetransfer.config import load_driving, load_subjects, transfer_pairs, validate_config
 from posetransfer.errors import PosetransferError
+from posetransfer.weights import check_required as check_required_weights
 
 ENV = "../../envs/posetransfer.yaml"
 
@@ -16,6 +17,7 @@ if shutil.which("posetransfer") is None:
 # Validate before any job runs: one line naming the key or file, then stop.
 try:
     _validated = validate_config(config)
+    check_required_weights(_validated)  # e.g. flow.backend raft without its weights file
     SUBJECTS = {subject.name: subject for subject in load_subjects(_validated["subjects"])}
     # Driving-only videos: preprocessed like subjects (frames, 2D labels, body fit), never trained.
     DRIVING = {

@@ -4,6 +4,7 @@
   outputs (pix2pixHD's LSGAN; the feature-matching term is optional, the authors do not use it);
 - :class:`VGGPerceptualLoss`: pix2pixHD's VGG19 loss, weights from a local file only
   (:func:`resolve_vgg_weights` turns the ``perceptual.weights`` setting into a path or ``None``);
+- :func:`structure_loss`: 1 - MS-SSIM (pytorch-msssim), structural supervision that needs no weights;
 - :func:`temporal_loss` (Eq. 5) with :func:`warp`;
 - :func:`uv_pretrain_loss` (Eq. 6).
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
+from pytorch_msssim import ms_ssim
 from torch import Tensor, nn
 
 from posetransfer.errors import ConfigError
@@ -93,17 +95,9 @@ def resolve_vgg_weights(setting: str | Path | None) -> Path | None:
     ``None`` (the caller logs that the term is off); ``none`` / ``None``: ``None``; any other value is a
     path that must exist (``ConfigError`` naming the file and the key otherwise). Nothing is downloaded.
     """
-    if setting is None or (isinstance(setting, str) and setting.strip().lower() == "none"):
-        return None
-    if isinstance(setting, str) and setting.strip().lower() == "auto":
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_CACHE_FILE
-        return cached if cached.is_file() else None
-    path = Path(setting).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            f"VGG19 weights file not found ({WEIGHTS_KEY}; use 'auto' or 'none' to go without)", path
-        )
-    return path
+    from posetransfer import weights
+
+    return weights.resolve(setting, "vgg19")[0]
 
 
 def _load_vgg19_features(path: Path) -> nn.Sequential:
@@ -167,6 +161,36 @@ class VGGPerceptualLoss(nn.Module):
         with torch.no_grad():
             real = self._activations(target)
         return _total([w * F.l1_loss(a, b) for w, a, b in zip(VGG_LAYER_WEIGHTS, fake, real, strict=True)])
+
+
+# ----------------------------------------------------------------------------------------------
+# Structure (MS-SSIM)
+# ----------------------------------------------------------------------------------------------
+
+MS_SSIM_DOWNSAMPLINGS = 4  # pytorch-msssim's five scales
+
+
+def ms_ssim_window(side: int) -> int:
+    """The largest odd Gaussian window (<= 11, the standard) that MS-SSIM's coarsest scale still fits."""
+    window = 11
+    while window > 3 and (window - 1) * 2**MS_SSIM_DOWNSAMPLINGS >= side:
+        window -= 2
+    if (window - 1) * 2**MS_SSIM_DOWNSAMPLINGS >= side:
+        raise ValueError(f"MS-SSIM needs images larger than {(window - 1) * 2**MS_SSIM_DOWNSAMPLINGS} px")
+    return window
+
+
+def structure_loss(generated: Tensor, target: Tensor) -> Tensor:
+    """``1 - MS-SSIM`` of images in [-1, 1] (pytorch-msssim's five scales, window fitted to the size).
+
+    MS-SSIM compares local means, contrasts and structure at five scales; beside L2 it penalises the
+    blur that a pixel loss alone accepts, and unlike VGG19 it needs no downloaded weights.
+    """
+    check_shape(generated, "generated", (None, 3, None, None))
+    check_shape(target, "target", tuple(generated.shape))
+    window = ms_ssim_window(min(generated.shape[-2:]))
+    x, y = (generated.float() + 1) / 2, (target.float() + 1) / 2
+    return 1 - ms_ssim(x, y, data_range=1.0, win_size=window)
 
 
 # ----------------------------------------------------------------------------------------------

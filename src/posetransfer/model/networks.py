@@ -40,6 +40,9 @@ POSE_CHANNELS = 6  # skeleton RGB + 3D label
 TEXTURE_CHANNELS = 18  # 3 RGB + 15 implicit (the authors' PyTorch release; Jittor: 3 + 12)
 PoseInput = Literal["intermediate", "input", "none"]
 POSE_INPUTS: tuple[str, ...] = ("intermediate", "input", "none")
+BODY_IUV_CHANNELS = NUM_PARTS + 1 + 2  # one-hot parts (with background) + U, V
+PRIOR_LOGIT = 8.0  # the body's part starts at softmax 0.992 against 24 others at 0
+BodyIUV = tuple[Tensor, Tensor]  # parts (N, H, W) int64 in 0..24, UV (N, 2, H, W) in [0, 1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,25 +220,69 @@ class UVGenerator(nn.Module):
     pix2pixHD trunk with two output heads: 25 part logits (background + 24 parts; softmax them for
     the probabilities ``P``) and 48 UV channels through tanh mapped to [0, 1] by ``(t + 1) / 2``,
     grouped per part as (U, V).
+
+    ``body_prior=True`` (``model.uv_input: pose+body_iuv``): the IUV rasterised from the fitted body
+    is a second input (one-hot parts + U, V: :data:`BODY_IUV_CHANNELS`) and the outputs are residuals
+    on top of it: ``PRIOR_LOGIT`` is added to the body's part logit, and the body's part takes the
+    body's UV plus a learned offset. Both heads start at zero, so an untrained generator returns the
+    body's IUV (the lookup of the initial texture is right from the first step) and training learns
+    only what the body fit misses: clothing, hair, fit errors.
     """
 
     def __init__(
-        self, in_channels: int = POSE_CHANNELS, ngf: int = 64, n_down: int = 4, n_blocks: int = 9
+        self,
+        in_channels: int = POSE_CHANNELS,
+        ngf: int = 64,
+        n_down: int = 4,
+        n_blocks: int = 9,
+        body_prior: bool = False,
     ) -> None:
         super().__init__()
-        self.in_channels, self.n_down = in_channels, n_down
-        self.trunk = Trunk(in_channels, ngf, n_down, n_blocks)
+        self.in_channels, self.n_down, self.body_prior = in_channels, n_down, body_prior
+        trunk_in = in_channels + (BODY_IUV_CHANNELS if body_prior else 0)
+        self.trunk = Trunk(trunk_in, ngf, n_down, n_blocks)
         self.part_head = _output_conv(ngf, NUM_PARTS + 1)
         self.uv_head = _output_conv(ngf, 2 * NUM_PARTS)
         self.apply(_init_weights)
+        if body_prior:  # residual heads start at zero: output = the body's IUV
+            for head in (self.part_head, self.uv_head):
+                nn.init.zeros_(head[-1].weight)
+                nn.init.zeros_(head[-1].bias)
 
-    def forward(self, pose: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, pose: Tensor, body: BodyIUV | None = None) -> tuple[Tensor, Tensor]:
         check_shape(pose, "pose", (None, self.in_channels, None, None))
         check_resolution(pose, "pose", self.n_down)
-        hidden = self.trunk(pose)
-        logits = self.part_head(hidden)
-        uv = (torch.tanh(self.uv_head(hidden)) + 1) / 2
-        return logits, uv.unflatten(1, (NUM_PARTS, 2))
+        if not self.body_prior:
+            hidden = self.trunk(pose)
+            uv = (torch.tanh(self.uv_head(hidden)) + 1) / 2
+            return self.part_head(hidden), uv.unflatten(1, (NUM_PARTS, 2))
+        if body is None:
+            raise ValueError("this UV generator has a body prior (uv_input pose+body_iuv): pass the body IUV")
+        parts, body_uv = body
+        n, _, h, w = pose.shape
+        check_shape(parts, "body parts", (n, h, w))
+        check_shape(body_uv, "body uv", (n, 2, h, w))
+        onehot = F.one_hot(parts.long(), NUM_PARTS + 1).permute(0, 3, 1, 2).to(pose.dtype)
+        body_uv = body_uv.to(pose.dtype)
+        hidden = self.trunk(torch.cat([pose, onehot, body_uv * 2 - 1], dim=1))
+        logits = self.part_head(hidden) + PRIOR_LOGIT * onehot
+        in_part = onehot[:, 1:, None]  # (N, 24, 1, H, W): the body's part at each pixel
+        base = in_part * body_uv[:, None] + (1 - in_part) * 0.5
+        offset = torch.tanh(self.uv_head(hidden)).unflatten(1, (NUM_PARTS, 2)) / 2
+        return logits, (base + offset).clamp(0, 1)
+
+
+def body_iuv_tensors(iuv_png: np.ndarray, device: torch.device | str = "cpu") -> BodyIUV:
+    """DensePose-layout IUV images (N, H, W, 3) uint8 -> parts (N, H, W) int64, UV (N, 2, H, W) in [0, 1]."""
+    iuv = torch.as_tensor(np.ascontiguousarray(iuv_png), device=device)
+    check_shape(iuv, "IUV images", (None, None, None, 3))
+    if iuv.dtype != torch.uint8:
+        raise TypeError(f"IUV images must be uint8, got {iuv.dtype}")
+    parts = iuv[..., 0].long()
+    if parts.numel() and int(parts.max()) > NUM_PARTS:
+        raise ValueError(f"part index {int(parts.max())} > {NUM_PARTS}: not a DensePose IUV image")
+    uv = (iuv[..., 1:].float() / 255).permute(0, 3, 1, 2) * (parts > 0)[:, None]
+    return parts, uv.contiguous()
 
 
 # ----------------------------------------------------------------------------------------------
