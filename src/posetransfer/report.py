@@ -87,6 +87,8 @@ def variant_runs(subject_dir: Path) -> list[tuple[str, dict[str, Any]]]:
             metrics = json.loads(path.read_text())
             suffix = folder.name[len("evaluation") :].lstrip("-")
             runs.append((suffix or metrics.get("variant") or "main", metrics))
+    if runs and "baseline_body_lookup" in runs[0][1]:  # what training has to beat
+        runs.append(("body-IUV lookup, no training", runs[0][1]["baseline_body_lookup"]))
     return runs
 
 
@@ -136,6 +138,10 @@ def write_subject_report(
     ]
     if fid_note:
         sections.append(f'<p class="note">{html.escape(fid_note)}</p>')
+    for name, metrics in runs:
+        if metrics.get("loss_terms"):
+            terms = ", ".join(metrics["loss_terms"])
+            sections.append(f'<p class="note">{html.escape(name)}: trained with {html.escape(terms)}.</p>')
     sections += [
         "<h2>Ablation (the paper's Tables 1-3)</h2>",
         metric_table(runs)

@@ -297,11 +297,15 @@ def render_frames(
     background: np.ndarray | None,
     batch: int = 8,
     device: str = "cpu",
+    body: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Render (N, R, R, 6) pose labels over the model's background or ``background`` (1 or N, R, R, 3)."""
+    """Render (N, R, R, 6) pose labels over the model's background or ``background`` (1 or N, R, R, 3).
+
+    ``body``: the posed target body's IUV images (N, R, R, 3), for models with the body prior.
+    """
     if background is not None and getattr(renderer, "variant", None) == "pose_to_image":
         raise ConfigError("transfer.background: variant pose_to_image has no background to replace")
-    return render.render(renderer, labels, batch, device, background)
+    return render.render(renderer, labels, batch, device, background, body)
 
 
 def side_by_side(driving: np.ndarray, skeleton: np.ndarray, result: np.ndarray) -> Iterator[np.ndarray]:
@@ -403,7 +407,8 @@ def run(
     backdrop = backdrops(params.background, driving_dir, len(keypoints), model_resolution)
     started = time.perf_counter()
     labels = pose_label(skeletons, laplacian, model_resolution)
-    result = render_frames(renderer, labels, backdrop, device=device)
+    body = render.body_iuv(labels_h5, model_resolution)  # the target's body in the driving poses
+    result = render_frames(renderer, labels, backdrop, device=device, body=body)
     ms_per_frame = 1000 * (time.perf_counter() - started) / len(result)
     video.write_h264(out_video, side_by_side(driving_frames, skeletons, result), fps=fps, crf=20)
     if pasted_video is not None:
