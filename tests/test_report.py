@@ -48,7 +48,9 @@ def test_report_tables_pictures_and_videos(results):
     assert re.search(r"<td>no_d2g</td><td>0\.800</td><td>25\.50</td>", ablation)
     assert "paper, Table 1" in page and "FID unavailable" in page
     sources = re.findall(r'src="([^"]+)"', page)
-    assert sum(source.startswith("data:image/png;base64,") for source in sources) == 3  # robust.png absent
+    # loss curves, two sample grids, the ablation bar chart (matplotlib); robust.png is absent
+    assert sum(source.startswith("data:image/png;base64,") for source in sources) == 4
+    assert 'alt="ablation: one bar chart per metric"' in ablation
     assert "challenging poses: not made in this run" in page
     linked = [source for source in sources if not source.startswith("data:")]
     assert linked == ["../transfer/bob_to_alice/video.mp4"] and (out.parent / linked[0]).is_file()

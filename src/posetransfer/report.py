@@ -42,6 +42,7 @@ COLUMNS = (
     ("fid", "FID", 2),
     ("render_ms_per_frame", "ms/frame (CPU)", 1),
 )
+LOWER_IS_BETTER = {"temporal_error", "lpips", "fid", "render_ms_per_frame"}
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { padding: 4px 10px; text-align: right; }
@@ -57,6 +58,17 @@ def _image(path: Path, alt: str) -> str:
         return f'<p class="note">({html.escape(alt)}: not made in this run)</p>'
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def ablation_chart(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """The ablation table as one matplotlib bar chart per metric, embedded as a PNG."""
+    from posetransfer.plots import ablation_png
+
+    png = ablation_png(runs, [(key, title) for key, title, _ in COLUMNS], LOWER_IS_BETTER)
+    if png is None:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="ablation: one bar chart per metric">'
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -148,6 +160,7 @@ def write_subject_report(
         if len(runs) > 1
         else '<p class="note">Only one variant was trained; list more '
         "in the config's evaluation.variants (e.g. [no_d2g, pose_to_image]) for this table.</p>",
+        ablation_chart(runs) if len(runs) > 1 else "",
         "<h2>Training</h2>",
         _image(subject_dir / "model" / "loss_curve.png", "loss curves"),
         _image(subject_dir / "model" / "samples.png", "training samples"),

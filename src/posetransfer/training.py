@@ -52,6 +52,7 @@ from posetransfer.model.networks import (
     UVGenerator,
     composite,
 )
+from posetransfer.plots import plot_losses
 from posetransfer.progress import progress
 
 log = logging.getLogger(__name__)
@@ -623,35 +624,3 @@ def _discard_stale_work(work: Path, config: TrainConfig) -> None:
     if stale:
         log.warning("%s was made with another config or is unreadable: starting over", checkpoint)
         shutil.rmtree(work)
-
-
-def plot_losses(csv_path: Path, png: Path) -> None:
-    """The loss curves as a PNG (log scale, one colour per term), drawn with OpenCV."""
-    import cv2
-
-    series: dict[str, list[tuple[int, float]]] = {}
-    with open(csv_path) as handle:
-        for row in csv.DictReader(handle):
-            series.setdefault(row["name"], []).append((int(row["step"]), float(row["value"])))
-    width, height, margin = 800, 400, 40
-    image = np.full((height, width, 3), 255, np.uint8)
-    steps = max(step for values in series.values() for step, _ in values)
-    positive = [v for values in series.values() for _, v in values if v > 0]
-    low, high = np.log10(min(positive)), np.log10(max(positive)) + 1e-6
-    colors = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-              (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # fmt: skip
-    for index, (name, values) in enumerate(sorted(series.items())):
-        color = colors[index % len(colors)]
-        points = [
-            (margin + int((width - 2 * margin) * step / max(steps, 1)),
-             height - margin - int((height - 2 * margin) * (np.log10(max(v, 1e-12)) - low) / (high - low)))
-            for step, v in values if v > 0
-        ]  # fmt: skip
-        if len(points) > 1:
-            cv2.polylines(image, [np.array(points, np.int32)], False, color, 1, cv2.LINE_AA)
-        cv2.putText(
-            image, name, (width - 150, 20 + 16 * index), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA
-        )
-    cv2.putText(image, f"loss (log10 {low:.1f}..{high:.1f}) over {steps} steps", (margin, 20),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
-    preview.save_png(png, image)
