@@ -6,14 +6,20 @@ half-written or empty left behind; warnings land in the job log and in the subje
 
 from __future__ import annotations
 
+import json
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import cv2
 import h5py
 import numpy as np
+import pytest
+import torch
 import yaml
-from conftest import REPO
+from conftest import REPO, moving_squares
 
-from posetransfer import cache, cli
+from posetransfer import cache, cli, video
 from posetransfer.config import validate_config
 
 
@@ -134,3 +140,153 @@ def test_row13_a_flipped_byte_names_the_file_and_the_remedy(tmp_path, capsys):
     assert lines[0].endswith(
         f"delete {path} and run the workflow again, or run `snakemake --forcerun frames`"
     )
+
+
+# --- rows 4, 5, 7, 10: the frames stage -----------------------------------------------------------
+
+
+def _frames_cli(capsys, video: Path, out_dir: Path, *extra: str) -> tuple[int, list[str]]:
+    out = out_dir / "frames.h5"
+    return _posetransfer(capsys, "frames", video, out, "--preview", out_dir / "frames.png", *extra)
+
+
+def _nothing_written(folder: Path) -> bool:
+    return not [path for path in folder.rglob("*") if path.is_file()]
+
+
+def _encode_at_times(path: Path, images: list[np.ndarray], times_ms: list[int]) -> Path:
+    """An H.264 MP4 whose frames are shown at the given times: a variable frame rate."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for image, time_ms in zip(images, times_ms, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = time_ms, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_row4_a_variable_frame_rate_is_resampled_to_a_constant_one_with_a_warning(
+    synthetic_clip, tmp_path, capsys
+):
+    images = list(video.read_frames(synthetic_clip[0]))  # 16 frames
+    times = [50 * i for i in range(8)] + [350 + 150 * i for i in range(1, 9)]  # 20 fps, then 6.7 fps
+    clip = _encode_at_times(tmp_path / "vfr.mp4", images, times)
+    status, lines = _frames_cli(capsys, clip, tmp_path / "out", "--params", '{"resolution": 64}')
+    assert status == 0
+    warning = [line for line in lines if "WARNING" in line]
+    expected = "variable frame rate (frame intervals 50-150 ms): resampled to a constant 9.677 fps"
+    assert len(warning) == 1 and warning[0].endswith(expected + ", 3 frame(s) repeated, 3 dropped"), lines
+    with cache.open_cache(tmp_path / "out" / "frames.h5", "frames") as frames:
+        source, stamps = frames.read("source_index"), frames.read("timestamps")
+        assert frames.attrs["fps"] == pytest.approx(15 / 1.55)
+        recorded = json.loads(frames.attrs["warnings"])
+    assert recorded == [warning[0].split(": ", 1)[1]]
+    np.testing.assert_allclose(stamps, np.arange(len(stamps)) / (15 / 1.55))
+    # The true time of each shown frame is within half a frame of its constant-rate tick.
+    assert np.abs(np.asarray(times)[source] / 1000 - stamps).max() <= 0.5 / (15 / 1.55) + 1e-6
+    assert set(np.diff(source)) == {0, 1, 2}
+
+
+@pytest.mark.parametrize(("fps", "shown"), [(1000, "1000 fps"), (0.01, "0.01 fps")])
+def test_row5_a_frame_rate_outside_5_to_60_fps_is_one_line(make_video, tmp_path, capsys, fps, shown):
+    clip = make_video(f"fast{fps}.mp4", moving_squares(4, 96, 96), fps=fps)
+    status, lines = _frames_cli(capsys, clip, tmp_path / "out")
+    assert status == 1
+    assert _errors(lines) == [
+        f"posetransfer: error: {clip}: {shown} is outside the 5-60 fps this workflow is made for; if"
+        " the container's rate is wrong, re-encode at the true rate (ffmpeg -r); for a fast camera,"
+        " keep every Nth frame with frames.stride"
+    ]
+    assert _nothing_written(tmp_path / "out")
+
+
+def test_row7_a_two_frame_video_is_too_short_to_train(make_video, tmp_path, capsys):
+    clip = make_video("two.mp4", moving_squares(2, 96, 96))
+    status, lines = _frames_cli(capsys, clip, tmp_path / "out", "--min-frames", "3")
+    assert status == 1
+    assert _errors(lines) == [
+        f"posetransfer: error: {clip}: too short: 2 frame(s) kept (stride 1, max_frames None);"
+        " training needs at least 3: two adjacent training frames and a validation frame (the last"
+        " 10%), and many more to learn the person"
+    ]
+    assert _nothing_written(tmp_path / "out")
+
+
+def test_row10_a_png_renamed_mp4_is_refused_at_frames(tmp_path, capsys):
+    clip = tmp_path / "photo.mp4"
+    clip.write_bytes(cv2.imencode(".png", np.zeros((64, 64, 3), np.uint8))[1].tobytes())
+    status, lines = _frames_cli(capsys, clip, tmp_path / "out")
+    assert (status, lines) == (
+        1,
+        [f"posetransfer: error: {clip}: a still image (PNG), not a video; give a video file"],
+    )
+    assert _nothing_written(tmp_path / "out")
+
+
+# --- row 6: posetransfer transfer with a bad model or a driving video without a person ------------
+
+
+def _model_folder(tmp_path: Path, model_bytes: bytes | None = None, state: dict | None = None) -> Path:
+    """results/alice/model/ beside alice's caches, as the workflow lays them out."""
+    subject = tmp_path / "results" / "alice"
+    (subject / "model").mkdir(parents=True)
+    for name in ("frames.h5", "pose2d.h5", "body3d.h5"):
+        (subject / name).write_bytes(b"")  # only their presence is checked before the model
+    if model_bytes is not None:
+        (subject / "model" / "model.pt").write_bytes(model_bytes)
+    else:
+        torch.save(state, subject / "model" / "model.pt")
+    return subject / "model"
+
+
+def _transfer_leaves_nothing(tmp_path: Path) -> bool:
+    left = [path.name for path in tmp_path.glob("out*")]
+    return left == []
+
+
+@pytest.mark.parametrize(
+    ("model", "problem"),
+    [
+        (b"\x93random bytes, not a zip nor a pickle" * 10,
+         "not a posetransfer model: torch cannot read it (UnpicklingError)"),
+        ({"weights": [1.0, 2.0]}, "not a posetransfer model: a torch file without a trained renderer"
+         " (it holds weights); use the model.pt that `posetransfer train` writes"),
+        ({"models": {}, "config": {}, "step": 150}, "a checkpoint saved during training (step 150), not a"
+         " finished model: training stopped before its end; run it again to finish (it resumes), then"
+         " use its model.pt"),
+    ],
+)  # fmt: skip
+def test_row6_a_bad_model_is_refused_before_any_preprocessing(tmp_path, capsys, model, problem):
+    folder = _model_folder(tmp_path, model if isinstance(model, bytes) else None, model)
+    driving = tmp_path / "dance.mp4"
+    driving.write_bytes(b"never read")
+    status, lines = _posetransfer(
+        capsys, "transfer", "--model", folder, "--driving", driving, "--out", tmp_path / "out.mp4"
+    )
+    assert (status, lines) == (1, [f"posetransfer: error: {folder / 'model.pt'}: {problem}"])
+    assert _transfer_leaves_nothing(tmp_path)
+
+
+def test_row6_a_driving_video_without_a_person_leaves_no_empty_folder(tmp_path, capsys, make_video):
+    from dataclasses import asdict
+
+    from posetransfer.training import TrainConfig
+
+    state = {"models": {}, "config": asdict(TrainConfig()), "step": 1, "meta": {"resolution": 64}}
+    folder = _model_folder(tmp_path, state=state)
+    anny = tmp_path / "anny"
+    anny.mkdir()
+    (anny / "built.txt").write_text("built\n")
+    (tmp_path / "config.yaml").write_text(f"anny_cache_dir: {anny}\n")
+    driving = make_video("empty_room.mp4", moving_squares(6, 128, 128))
+    status, lines = _posetransfer(
+        capsys, "transfer", "--model", folder, "--driving", driving, "--out", tmp_path / "out.mp4",
+        "--config", tmp_path / "config.yaml",
+    )  # fmt: skip
+    assert status == 1
+    assert _errors(lines) == [f"posetransfer: error: {driving}: no person found in any of the 6 frames"]
+    assert _transfer_leaves_nothing(tmp_path)

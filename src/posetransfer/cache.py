@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -471,6 +472,24 @@ def remedy(path: str | Path, kind: str | None) -> str:
     else:
         rule = {"synthetic_truth": "synthesize", None: path.stem}.get(kind, kind or path.stem)
     return f"delete {path} and run the workflow again, or run `snakemake --forcerun {rule}`"
+
+
+def add_warnings(attrs: h5py.AttributeManager, warnings: Sequence[str]) -> None:
+    """Record what a user should know about the input (read by the subject's report).
+
+    Nothing is written when there is nothing to say, so clean inputs give the same bytes as before.
+    """
+    if warnings:
+        attrs["warnings"] = json.dumps(list(warnings))
+
+
+def read_warnings(path: str | Path) -> list[str]:
+    """The warnings a stage recorded in its cache; none for a missing or unreadable cache."""
+    try:
+        with open_cache(path) as opened:
+            return json.loads(opened.attrs.get("warnings", "[]"))
+    except (CacheError, ValueError):
+        return []
 
 
 def describe(path: str | Path, verify: bool = False) -> str:

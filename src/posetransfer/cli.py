@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     frames.add_argument("--preview", type=Path, required=True, metavar="PNG", help="contact sheet to write")
     frames.add_argument("--params", type=_json, default={}, help="the config's frames section as JSON")
     frames.add_argument("--tiles", type=int, default=12, help="frames in the contact sheet")
+    frames.add_argument(
+        "--min-frames", type=int, default=1, help="fewer kept frames are an error (subjects to train: 3)"
+    )
 
     pose = commands.add_parser(
         "pose2d",
@@ -319,7 +322,7 @@ def _run(args: argparse.Namespace) -> int:
         from posetransfer import frames
 
         params = frames.FramesParams.from_config(args.params)
-        frames.run(args.video, args.out, args.preview, params, args.tiles)
+        frames.run(args.video, args.out, args.preview, params, args.tiles, args.min_frames)
         return 0
     if args.command == "pose2d":
         from posetransfer import pose2d

@@ -19,9 +19,9 @@ import numpy as np
 
 from posetransfer import cache, preview
 from posetransfer.detect import PersonDetector
-from posetransfer.errors import NoPersonError
+from posetransfer.errors import NoPersonError, VideoError
 from posetransfer.progress import format_ranges, progress
-from posetransfer.video import probe, read_frames
+from posetransfer.video import constant_rate_plan, frame_times, probe, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -88,20 +88,97 @@ def crop_and_resize(image: np.ndarray, box: CropBox, resolution: int, pad_mode: 
     return cv2.resize(square, (resolution, resolution), interpolation=interpolation)
 
 
-def _kept_frames(video: Path, params: FramesParams) -> Iterator[tuple[int, np.ndarray]]:
-    kept = 0
+# The frame rates the method is made for (README): One-Euro smoothing, flow and the temporal
+# loss assume human motion sampled at video rates.
+FPS_RANGE = (5.0, 60.0)
+# Training needs two adjacent training frames and one validation frame (the last 10%).
+MIN_TRAINING_FRAMES = 3
+
+
+class Selection:
+    """The source frames kept, in output order (stride and max_frames applied).
+
+    With a ``plan`` (a variable frame rate resampled to a constant one) output frame k shows
+    source frame ``plan[k]``, so source frames may repeat or be skipped; without one, output
+    frame k is source frame k and frames are chosen while decoding, as they arrive.
+    """
+
+    def __init__(self, params: FramesParams, plan: np.ndarray | None = None) -> None:
+        self.params, self.plan = params, plan
+        self.outputs: list[int] = []  # output (constant-rate) index of each kept frame
+        self.sources: list[int] = []  # source frame of each kept frame
+        if plan is not None:
+            for index, source in enumerate(plan):
+                if select(index, len(self.outputs), params):
+                    self.outputs.append(index)
+                    self.sources.append(int(source))
+            self._wanted = set(self.sources)
+
+    def wants(self, index: int) -> bool:
+        """Whether source frame ``index`` is kept (frames must be offered in order, once)."""
+        if self.plan is not None:
+            return index in self._wanted
+        if select(index, len(self.sources), self.params):
+            self.outputs.append(index)
+            self.sources.append(index)
+            return True
+        return False
+
+
+def _kept_frames(video: Path, sources: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(source index, image) of every kept frame in order, a repeated source frame repeated."""
+    row = 0
     for index, image in enumerate(read_frames(video)):
-        if select(index, kept, params):
-            kept += 1
+        while row < len(sources) and sources[row] == index:
             yield index, image
-        elif params.max_frames is not None and kept >= params.max_frames:
+            row += 1
+        if row == len(sources):
             return
 
 
+def _check_rate(video: Path, fps: float, params: FramesParams) -> None:
+    low, high = FPS_RANGE
+    if not low <= fps / params.stride <= high:
+        kept = f"{fps:g} fps" + (f" / stride {params.stride}" if params.stride > 1 else "")
+        raise VideoError(
+            f"{kept} is outside the {low:g}-{high:g} fps this workflow is made for; if the"
+            " container's rate is wrong, re-encode at the true rate (ffmpeg -r); for a fast camera,"
+            " keep every Nth frame with frames.stride",
+            video,
+        )
+
+
+def _resampling_plan(video: Path, fps: float) -> tuple[np.ndarray | None, float, int, str | None]:
+    """A variable-frame-rate video's constant-rate plan (None: constant already), its rate, the
+    number of frames with a timestamp, and the warning to give."""
+    times = frame_times(video)
+    if times is None:
+        return None, fps, 0, None
+    plan, rate = constant_rate_plan(times)
+    if plan is None:
+        return None, fps, len(times), None
+    intervals = np.diff(times) * 1000
+    counts = np.bincount(plan, minlength=len(times))
+    warning = (
+        f"variable frame rate (frame intervals {intervals.min():.0f}-{intervals.max():.0f} ms):"
+        f" resampled to a constant {rate:.3f} fps, {int((counts > 1).sum())} frame(s) repeated,"
+        f" {int((counts == 0).sum())} dropped"
+    )
+    return plan, rate, len(times), warning
+
+
 def run(
-    video: str | Path, out: str | Path, preview_png: str | Path, params: FramesParams, tiles: int = 12
+    video: str | Path,
+    out: str | Path,
+    preview_png: str | Path,
+    params: FramesParams,
+    tiles: int = 12,
+    min_frames: int = 1,
 ) -> None:
-    """Decode ``video``, crop it around the person, write ``out`` (frames cache) and a preview."""
+    """Decode ``video``, crop it around the person, write ``out`` (frames cache) and a preview.
+
+    ``min_frames``: fewer kept frames are an error (subjects to train need MIN_TRAINING_FRAMES).
+    """
     video = Path(video)
     info = probe(video)
     log.info(
@@ -113,22 +190,42 @@ def run(
         info.codec,
         info.container_frames or "unknown",
     )
+    _check_rate(video, info.fps, params)
+    plan, fps, stamped, resampled = _resampling_plan(video, info.fps)
+    warnings = []
+    if resampled:
+        log.warning("%s", resampled)
+        warnings.append(resampled)
     source_sha256 = cache.file_sha256(video)
 
     # Pass 1: the person's box on every kept frame.
-    indices, boxes = [], []
+    selection = Selection(params, plan)
+    found_boxes: dict[int, np.ndarray] = {}
     source_frames = 0
     with PersonDetector(params.min_visibility, params.detect_max_side) as detector:
         bar = progress(read_frames(video), info.container_frames or None, "detect person")
         for index, image in enumerate(bar):
             source_frames += 1
-            if select(index, len(indices), params):
+            if selection.wants(index):
                 box = detector.box(image)
-                indices.append(index)
-                boxes.append(np.full(4, np.nan, np.float32) if box is None else box)
+                found_boxes[index] = np.full(4, np.nan, np.float32) if box is None else box
+    if plan is not None and source_frames != stamped:
+        raise VideoError(
+            f"variable frame rate, and {source_frames} decodable frames but {stamped} timestamps;"
+            " re-encode it at a constant frame rate (ffmpeg -i IN -r 25 OUT.mp4)",
+            video,
+        )
+    indices = selection.sources
     if not indices:
         raise NoPersonError("video has no decodable frames", video)
-    boxes_arr = np.stack(boxes)
+    if len(indices) < min_frames:
+        raise VideoError(
+            f"too short: {len(indices)} frame(s) kept (stride {params.stride}, max_frames"
+            f" {params.max_frames}); training needs at least {min_frames}: two adjacent training"
+            " frames and a validation frame (the last 10%), and many more to learn the person",
+            video,
+        )
+    boxes_arr = np.stack([found_boxes[index] for index in indices])
     found = ~np.isnan(boxes_arr).any(axis=1)
     if not found.any():
         raise NoPersonError(f"no person found in any of the {len(indices)} frames", video)
@@ -143,24 +240,27 @@ def run(
         params.resolution,
     )
     if not found.all():
-        log.warning("no person on %d frames: %s", (~found).sum(), format_ranges(np.array(indices)[~found]))
+        missing = f"no person on {(~found).sum()} frames: {format_ranges(np.array(indices)[~found])}"
+        log.warning("%s", missing)
+        warnings.append(f"frames: {missing} (source frame numbers)")
 
     # Pass 2: crop, resize and cache.
     size = params.resolution
     with cache.write_cache(out, "frames", asdict(params), source_sha256) as writer:
         frames = writer.frame_dataset("frames", len(indices), (size, size, 3), np.uint8)
-        for row, (index, image) in enumerate(progress(_kept_frames(video, params), len(indices), "crop")):
+        kept = _kept_frames(video, indices)
+        for row, (index, image) in enumerate(progress(kept, len(indices), "crop")):
             if index != indices[row]:
                 raise RuntimeError(f"{video}: second decoding pass differs from the first")
             frames[row] = crop_and_resize(image, box, size, params.pad_mode)
         writer.array("source_index", np.asarray(indices, dtype=np.int64))
-        writer.array("timestamps", np.asarray(indices, dtype=np.float64) / info.fps)
+        writer.array("timestamps", np.asarray(selection.outputs, dtype=np.float64) / fps)
         writer.array("person_box", boxes_arr)
         writer.array("person_found", found)
         writer.attrs.update(
             {
-                "fps": info.fps / params.stride,
-                "source_fps": info.fps,
+                "fps": fps / params.stride,
+                "source_fps": fps,
                 "source_frames": source_frames,
                 "source_size": np.array([info.width, info.height], dtype=np.int64),
                 "source_path": str(video),
@@ -168,6 +268,7 @@ def run(
                 "resolution": size,
             }
         )
+        cache.add_warnings(writer.attrs, warnings)
     log.info("wrote %s: %d frames of %dx%d", out, len(indices), size, size)
     write_preview(out, preview_png, video, tiles)
 

@@ -16,14 +16,12 @@ from posetransfer import cache
 from posetransfer.dataset import pose_label, resize_images
 from posetransfer.errors import CacheError
 from posetransfer.model.networks import body_iuv_tensors
-from posetransfer.training import Renderer, TrainConfig, load_checkpoint
+from posetransfer.training import Renderer, TrainConfig
 
 
 def load(model_path: str | Path, device: str = "cpu", compile: bool | str = False) -> tuple[Renderer, dict]:
     """The trained renderer, ready for inference (:func:`prepare`), and the checkpoint's ``meta``."""
-    state = load_checkpoint(Path(model_path))
-    if "meta" not in state:
-        raise CacheError("not a final model (no meta); use model.pt, not last.pt", model_path)
+    state = read_model(model_path)
     config = TrainConfig(**state["config"])
     models = state["models"]
     if "ema" in models:  # the moving average of the weights renders, not the last step's
@@ -37,8 +35,44 @@ def load(model_path: str | Path, device: str = "cpu", compile: bool | str = Fals
         size = weights["texture.texture"].shape[-1]
         atlas, background = np.zeros((24, size, size, 3), np.uint8), torch.zeros(3, resolution, resolution)
     renderer = Renderer(config, atlas, background)
-    renderer.load_state_dict(weights)
+    try:
+        renderer.load_state_dict(weights)
+    except RuntimeError as exc:
+        problem = f"the weights do not fit the model its config describes ({str(exc).splitlines()[0]})"
+        raise CacheError(problem, model_path) from exc
     return prepare(renderer, device, compile=compile), state["meta"]
+
+
+def read_model(model_path: str | Path) -> dict:
+    """A finished model's checkpoint, checked: anything else is one line naming the file.
+
+    Cheap enough to run before minutes of preprocessing (``posetransfer transfer``).
+    """
+    path = Path(model_path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # pickle, zip and torch errors alike: it is not a model
+        problem = f"not a posetransfer model: torch cannot read it ({type(exc).__name__})"
+        raise CacheError(problem, path) from exc
+    parts = ("models", "config", "step")
+    if not isinstance(state, dict) or not all(key in state for key in parts):
+        found = ", ".join(sorted(map(str, state))[:6]) if isinstance(state, dict) else type(state).__name__
+        raise CacheError(
+            f"not a posetransfer model: a torch file without a trained renderer (it holds {found});"
+            " use the model.pt that `posetransfer train` writes",
+            path,
+        )
+    if "meta" not in state:
+        raise CacheError(
+            f"a checkpoint saved during training (step {state['step']}), not a finished model: training"
+            " stopped before its end; run it again to finish (it resumes), then use its model.pt",
+            path,
+        )
+    try:
+        TrainConfig(**state["config"])
+    except TypeError as exc:
+        raise CacheError(f"a model of another posetransfer version ({exc})", path) from exc
+    return state
 
 
 def prepare(

@@ -395,6 +395,7 @@ def run(
             keypoints, valid, target_keypoints, target_valid, pose_params.min_confidence
         )
     keypoints = np.where(valid[:, None, None], keypoints, 0.0).astype(np.float32)
+    renderer, meta = render.load(model_path, device)  # before anything is written
     vertices, fitted = posed_target(
         target_dir / "body3d.h5", driving_dir / "body3d.h5", keypoints, pose_params.min_confidence, anny_cache
     )
@@ -402,7 +403,6 @@ def run(
     with cache.open_cache(labels_h5, "labels3d") as labels:
         laplacian = labels.read("laplacian")
     skeletons = np.stack([skeleton_image(k, resolution, pose_params) for k in keypoints])
-    renderer, meta = render.load(model_path, device)
     model_resolution = int(meta["resolution"])
     backdrop = backdrops(params.background, driving_dir, len(keypoints), model_resolution)
     started = time.perf_counter()
@@ -442,10 +442,22 @@ def preprocess_driving(video_path: Path, work: Path, config: Mapping[str, Any], 
     The same stages as the workflow, into ``work``; a stage whose cache exists is not run again
     (caches are written atomically, so an existing one is complete).
     """
+    previews = work / "previews"
+    created = [folder for folder in (work, previews) if not folder.exists()]
+    previews.mkdir(parents=True, exist_ok=True)
+    try:
+        _run_steps(video_path, work, previews, config, device)
+    except BaseException:
+        for folder in reversed(created):  # a failed first step leaves no empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return work
+
+
+def _run_steps(video_path: Path, work: Path, previews: Path, config: Mapping[str, Any], device: str) -> None:
     from posetransfer import background, body3d, frames, masks, pose2d
 
-    work.mkdir(parents=True, exist_ok=True)
-    previews = work / "previews"
     steps = [
         ("frames", lambda out: frames.run(video_path, out, previews / "frames.png",
                                           frames.FramesParams.from_config(config["frames"]))),
@@ -470,7 +482,6 @@ def preprocess_driving(video_path: Path, work: Path, config: Mapping[str, Any], 
             continue
         log.info("driving video: %s", name)
         step(out)
-    return work
 
 
 def run_cli(args: Any) -> dict[str, Any]:
@@ -482,6 +493,7 @@ def run_cli(args: Any) -> dict[str, Any]:
         raise ConfigError(
             "--model: no trained model here (expected a model folder or its model.pt)", model_path
         )
+    render.read_model(model_path)  # a broken model is found now, not after minutes of preprocessing
     target_dir = model_path.parent.parent  # results/{subject}/model/model.pt
     for name in ("frames.h5", "pose2d.h5", "body3d.h5"):
         if not (target_dir / name).is_file():

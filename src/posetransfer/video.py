@@ -13,6 +13,9 @@ import numpy as np
 
 from posetransfer.errors import VideoError
 
+# FFmpeg demuxers of single images (a PNG renamed .mp4 opens as a one-frame "video").
+STILL_IMAGE_FORMATS = ("image2", "image2pipe")
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -36,6 +39,9 @@ def probe(path: str | Path) -> VideoInfo:
         raise VideoError("video file is empty (0 bytes)", path)
     with _open(path) as container:
         stream = _video_stream(container, path)
+        if container.format.name in STILL_IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+            codec = stream.codec_context.name.upper()
+            raise VideoError(f"a still image ({codec}), not a video; give a video file", path)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate:
             raise VideoError("video stream has no frame rate", path)
@@ -53,6 +59,45 @@ def probe(path: str | Path) -> VideoInfo:
             container_frames=int(stream.frames or 0),
             rotation=rotation,
         )
+
+
+def frame_times(path: str | Path) -> np.ndarray | None:
+    """Presentation time in seconds of every frame, in display order, from the container's packets.
+
+    Read without decoding (fast). None where some packet has no timestamp (some AVI files).
+    """
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        try:
+            stamps = [packet.pts for packet in container.demux(stream) if packet.size]
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"reading failed ({exc.strerror or exc})", path) from exc
+        if not stamps or any(stamp is None for stamp in stamps):
+            return None
+        return np.sort(np.asarray(stamps, dtype=np.float64)) * float(stream.time_base)
+
+
+def constant_rate_plan(times: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """Which frame to show at each tick of a constant frame rate, for frames shown at ``times``.
+
+    Returns (None, rate) where every frame is within half a frame of its tick, i.e. the video
+    has a constant rate (timestamp rounding and jitter allowed); else the source frame nearest
+    each tick (frames repeat where the video slowed down, drop where it sped up) and the rate:
+    the frame count over the duration, so the length is kept.
+    """
+    count = len(times)
+    duration = float(times[-1] - times[0]) if count > 1 else 0.0
+    if count < 2 or duration <= 0:
+        return None, 0.0
+    rate = (count - 1) / duration
+    ticks = times[0] + np.arange(count) / rate
+    if np.abs(times - ticks).max() <= 0.5 / rate:
+        return None, rate
+    ticks = times[0] + np.arange(round(duration * rate) + 1) / rate
+    after = np.clip(np.searchsorted(times, ticks), 1, count - 1)
+    nearest = np.where(ticks - times[after - 1] <= times[after] - ticks, after - 1, after)
+    return nearest.astype(np.int64), rate
 
 
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:

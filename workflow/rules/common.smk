@@ -6,6 +6,7 @@ import sys
 
 from posetransfer.config import load_driving, load_subjects, transfer_pairs, validate_config
 from posetransfer.errors import PosetransferError
+from posetransfer.frames import MIN_TRAINING_FRAMES
 from posetransfer.weights import check_required as check_required_weights
 
 ENV = "../../envs/posetransfer.yaml"
@@ -61,6 +62,11 @@ def video_of(name):
 
 def subject_video(wildcards):
     return video_of(wildcards.subject)
+
+
+def min_frames(wildcards):
+    """A subject to train needs a few frames (the frames stage says so); a driving video one."""
+    return MIN_TRAINING_FRAMES if wildcards.subject in SUBJECTS else 1
 
 
 def section_json(name):

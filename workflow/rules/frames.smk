@@ -15,6 +15,7 @@ rule frames:
     params:
         frames=section_json("frames"),
         tiles=config["preview"]["tiles"],
+        min_frames=min_frames,
     log:
         "logs/{subject}/frames.log",
     benchmark:
@@ -27,4 +28,5 @@ rule frames:
         ENV
     shell:
         "posetransfer frames {input.video:q} {output.cache:q} --preview {output.preview:q}"
-        " --params {params.frames:q} --tiles {params.tiles} > {log:q} 2>&1"
+        " --params {params.frames:q} --tiles {params.tiles} --min-frames {params.min_frames}"
+        " > {log:q} 2>&1"
