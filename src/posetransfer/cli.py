@@ -298,9 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "check-config":
-        from posetransfer.config import load_config, load_subjects
+        from posetransfer.config import check_hardware, load_config, load_subjects
 
         config = load_config(args.config)
+        check_hardware(config)
         sheet = Path(config["subjects"])
         subjects = load_subjects(sheet if sheet.is_absolute() else args.config.parent / sheet)
         if args.show:

@@ -228,3 +228,46 @@ def transfer_pairs(
             if name != source and (source, name) not in result:
                 result.append((source, name))
     return result
+
+
+def check_hardware(config: Mapping[str, Any], cuda: bool | None = None) -> None:
+    """GPU-only choices against this machine, before any job runs: one line naming the key.
+
+    ``cuda``: whether a CUDA GPU is usable here (default: ask torch).
+    """
+    if cuda is None:
+        import torch  # deferred: only where a config is checked for running
+
+        cuda = torch.cuda.is_available()
+    if cuda:
+        return
+    if config["device"] == "cuda":
+        raise ConfigError(
+            "config key device: cuda, but this machine has no CUDA GPU (torch finds none);"
+            " use device: auto (the GPU where there is one) or cpu"
+        )
+    if config["train"].get("compile"):
+        raise ConfigError(
+            "config key train.compile: true needs a CUDA GPU (torch.compile of the generators),"
+            " and this machine has none; set it to false"
+        )
+
+
+def jobs_run_here(argv: list[str], in_job: bool) -> bool:
+    """Whether a Snakemake started with ``argv`` runs its jobs on this machine.
+
+    Not inside a job (``in_job``), and not with a cluster executor, from ``--executor``/``-e`` or
+    a ``--profile`` folder's config.yaml (Snakemake picks the executor after reading the
+    Snakefile, so the workflow cannot ask it): a login node need not have the cluster's GPUs.
+    """
+    if in_job:
+        return False
+    executor = None
+    for flag, value in zip(argv, [*argv[1:], ""], strict=True):
+        if flag in ("--executor", "-e") or flag.startswith("--executor="):
+            executor = flag.partition("=")[2] or value
+        elif flag == "--profile" or flag.startswith("--profile="):
+            profile = Path(flag.partition("=")[2] or value) / "config.yaml"
+            if profile.is_file():
+                executor = (yaml.safe_load(profile.read_text()) or {}).get("executor", executor)
+    return executor in (None, "local", "dryrun", "touch")

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from posetransfer import cache
+from posetransfer.errors import ConfigError
 from posetransfer.keypoints import draw_skeleton
 from posetransfer.progress import progress
 from posetransfer.video import write_h264
@@ -42,11 +43,13 @@ class SyntheticParams:
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'."""
-    if device != "auto":
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cuda' without one is a ConfigError."""
+    if device == "cpu":
         return device
     import torch
 
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda (config key device): this machine has no CUDA GPU; use auto or cpu")
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

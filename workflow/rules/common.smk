@@ -4,6 +4,7 @@ import os
 import shutil
 import sys
 
+from posetransfer.config import check_hardware, jobs_run_here
 from posetransfer.config import load_driving, load_subjects, transfer_pairs, validate_config
 from posetransfer.errors import PosetransferError
 from posetransfer.frames import MIN_TRAINING_FRAMES
@@ -19,6 +20,8 @@ if shutil.which("posetransfer") is None:
 try:
     _validated = validate_config(config)
     check_required_weights(_validated)  # e.g. flow.backend raft without its weights file
+    if jobs_run_here(sys.argv, in_job=workflow.remote_exec or workflow.subprocess_exec):
+        check_hardware(_validated)  # device: cuda without a GPU, found now, not 40 s into body3d
     SUBJECTS = {subject.name: subject for subject in load_subjects(_validated["subjects"])}
     # Driving-only videos: preprocessed like subjects (frames, 2D labels, body fit), never trained.
     DRIVING = {
