@@ -1,5 +1,7 @@
 """masks: MediaPipe's person mask against the synthetic truth, threshold, preview."""
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 from conftest import truth_in_crop
@@ -38,3 +40,17 @@ def test_binary_mask_is_the_soft_mask_over_the_threshold(synthetic_masks):
 def test_unknown_backend_is_a_config_error(synthetic_frames, tmp_path):
     with pytest.raises(ConfigError, match=r"masks\.backend"):
         masks.run(synthetic_frames, tmp_path / "m.h5", tmp_path / "m.png", masks.MasksParams(backend="x"))
+
+
+def test_streamed_masks_are_byte_identical_to_one_write(synthetic_masks, synthetic_frames, tmp_path):
+    """run() segments and appends frame by frame; the file equals writing whole arrays at once."""
+    params = masks.MasksParams(threshold=0.5)
+    with cache.open_cache(synthetic_frames, "frames") as frames:
+        soft = masks.segment_mediapipe(frames.read("frames"))
+        source_sha256, resolution = frames.attrs["source_sha256"], int(frames.attrs["resolution"])
+    whole = tmp_path / "whole.h5"
+    with cache.write_cache(whole, "masks", asdict(params), source_sha256) as writer:
+        writer.array("soft", np.round(soft * 255).astype(np.uint8))
+        writer.array("mask", soft > params.threshold)
+        writer.attrs.update({"backend": "mediapipe", "threshold": 0.5, "resolution": resolution})
+    assert synthetic_masks.read_bytes() == whole.read_bytes()

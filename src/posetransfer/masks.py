@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from posetransfer import cache, preview
+from posetransfer.detect import PersonDetector
 from posetransfer.errors import ConfigError
 from posetransfer.progress import format_ranges, progress
 
@@ -35,45 +36,72 @@ class MasksParams:
         return cls(**section)
 
 
+def segment(detector: PersonDetector, frame: np.ndarray) -> np.ndarray:
+    """The soft person mask (H, W) float32 in [0, 1] of one (H, W, 3) uint8 RGB frame."""
+    soft = np.zeros(frame.shape[:2], np.float32)
+    if detector.landmarks(frame) is not None and detector.segmentation is not None:
+        soft[:] = np.clip(detector.segmentation, 0.0, 1.0)
+    return soft
+
+
 def segment_mediapipe(frames: np.ndarray) -> np.ndarray:
     """Soft person masks (N, H, W) float32 in [0, 1] for (N, H, W, 3) uint8 RGB frames."""
-    from posetransfer.detect import PersonDetector
-
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected (N, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
-    soft = np.zeros(frames.shape[:3], np.float32)
     with PersonDetector(max_side=max(frames.shape[1:3]), segmentation=True) as detector:
-        for index in progress(range(len(frames)), len(frames), "masks"):
-            if detector.landmarks(frames[index]) is not None and detector.segmentation is not None:
-                soft[index] = np.clip(detector.segmentation, 0.0, 1.0)
-    return soft
+        return np.stack([segment(detector, frame) for frame in progress(frames, len(frames), "masks")])
+
+
+Shown = list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (index, frame, soft, binary)
 
 
 def run(
     frames_h5: str | Path, out: str | Path, preview_png: str | Path, params: MasksParams, tiles: int = 12
 ) -> None:
-    """Masks for every frame of ``frames_h5``, written to ``out``, with a contact sheet."""
+    """Masks for every frame of ``frames_h5``, written to ``out``, with a contact sheet.
+
+    Frames are read, segmented and written a few at a time: memory does not grow with the video.
+    """
     if params.backend != "mediapipe":
         raise ConfigError(f"masks.backend: unknown backend {params.backend!r}")
     with cache.open_cache(frames_h5, "frames") as frames_cache:
-        frames = frames_cache.read("frames")
+        count, resolution = frames_cache.dataset("frames").shape[:2]
         source_sha256 = frames_cache.attrs["source_sha256"]
-    soft = segment_mediapipe(frames)
-    soft_u8 = np.round(soft * 255).astype(np.uint8)
-    binary = soft > params.threshold
-    empty = np.flatnonzero(~binary.any(axis=(1, 2)))
-    log.info("mean person area %.1f%% of the frame", 100 * binary.mean())
-    if len(empty):
+        with cache.write_cache(out, "masks", asdict(params), source_sha256) as writer:
+            area, empty, shown = _write_masks(frames_cache, writer, params, tiles)
+            writer.attrs.update(
+                {"backend": params.backend, "threshold": params.threshold, "resolution": resolution}
+            )
+    log.info("mean person area %.1f%% of the frame", 100 * area / (count * resolution * resolution))
+    if empty:
         log.warning("no person in the mask on %d frames: %s", len(empty), format_ranges(empty))
-    resolution = frames.shape[1]
-    with cache.write_cache(out, "masks", asdict(params), source_sha256) as writer:
-        writer.array("soft", soft_u8)
-        writer.array("mask", binary)
-        writer.attrs.update(
-            {"backend": params.backend, "threshold": params.threshold, "resolution": resolution}
-        )
     log.info("wrote %s", out)
-    write_preview(frames, soft_u8, binary, preview_png, tiles)
+    write_preview(shown, preview_png)
+
+
+def _write_masks(
+    frames_cache: cache.Cache, writer: cache.CacheWriter, params: MasksParams, tiles: int
+) -> tuple[int, list[int], Shown]:
+    """Segment and append frame by frame: (person pixels, frames without one, preview tiles)."""
+    count, resolution = frames_cache.dataset("frames").shape[:2]
+    picks = set(preview.evenly_spaced(count, max(1, tiles // 2)))
+    area, empty, shown = 0, [], []
+    with (
+        PersonDetector(max_side=resolution, segmentation=True) as detector,
+        writer.rows("soft", count, (resolution, resolution), np.uint8) as soft_rows,
+        writer.rows("mask", count, (resolution, resolution), bool) as mask_rows,
+    ):
+        for index, frame in enumerate(progress(frames_cache.iter_rows("frames"), count, "masks")):
+            soft = segment(detector, frame)
+            soft_u8, binary = np.round(soft * 255).astype(np.uint8), soft > params.threshold
+            soft_rows.append(soft_u8[None])
+            mask_rows.append(binary[None])
+            area += int(binary.sum())
+            if not binary.any():
+                empty.append(index)
+            if index in picks:
+                shown.append((index, frame, soft_u8, binary))
+    return area, empty, shown
 
 
 def overlay(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -85,13 +113,10 @@ def overlay(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return image
 
 
-def write_preview(
-    frames: np.ndarray, soft: np.ndarray, binary: np.ndarray, path: str | Path, tiles: int
-) -> None:
-    """Contact sheet: for evenly spaced frames, the overlay and the soft mask side by side."""
-    picks = preview.evenly_spaced(len(frames), max(1, tiles // 2))
+def write_preview(shown: Shown, path: str | Path) -> None:
+    """Contact sheet: for each (index, frame, soft, binary) shown, the overlay and the soft mask."""
     images, labels = [], []
-    for index in picks:
-        images += [overlay(frames[index], binary[index]), np.repeat(soft[index][..., None], 3, axis=-1)]
+    for index, frame, soft, binary in shown:
+        images += [overlay(frame, binary), np.repeat(soft[..., None], 3, axis=-1)]
         labels += [f"frame {index}", f"soft {index}"]
     preview.save_png(path, preview.contact_sheet(images, labels, tile=192, columns=4))
