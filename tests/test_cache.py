@@ -182,3 +182,12 @@ def test_streamed_rows_short_or_failed_leave_nothing(tmp_path):
     ):
         writer.rows("soft", 4, (8, 8), np.uint8).append(np.zeros((5, 8, 8)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_iter_rows_streams_what_read_returns(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "STREAM_BYTES", 3 * 32 * 32 * 3)  # 3 frames a read
+    path = _write_frames_cache(tmp_path / "frames.h5")
+    with cache.open_cache(path, "frames") as opened:
+        assert np.array_equal(np.stack(list(opened.iter_rows("frames"))), opened.read("frames"))
+        assert np.array_equal(np.stack(list(opened.iter_rows("frames", 1, 3))), opened.read("frames")[1:3])
+        assert list(opened.iter_rows("source_index")) == [0, 1, 2, 3]

@@ -42,6 +42,8 @@ PROVENANCE_ATTRS = (
 # Rows per chunk for small per-frame arrays (keypoints, boxes): big enough to compress well.
 _SMALL_CHUNK_ROWS = 1024
 _CHUNK_BYTES = 1 << 20
+# What a streamed read holds at once (Cache.iter_rows): 16 frames of 512 x 512 RGB.
+STREAM_BYTES = 12 << 20
 
 
 @dataclass(frozen=True)
@@ -295,17 +297,16 @@ class RowWriter:
 
     def _store(self, rows: np.ndarray) -> None:
         """Write whole chunks (and the last, short one); keep the rest until its chunk is full."""
-        if self._pending:
-            rows = np.concatenate([*self._pending, rows])
-            self._pending = []
-        whole = (
-            len(rows) if self._stored + len(rows) == self.num_rows else len(rows) // self._chunk * self._chunk
-        )
-        if whole:
-            self._dataset[self._stored : self._stored + whole] = rows[:whole]
-            self._stored += whole
-        if whole < len(rows):
-            self._pending.append(rows[whole:].copy())
+        self._pending.append(rows.copy())  # the caller may reuse its buffer
+        pending = sum(len(block) for block in self._pending)
+        last = self._stored + pending == self.num_rows
+        if pending < self._chunk and not last:
+            return
+        rows = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        whole = len(rows) if last else len(rows) // self._chunk * self._chunk
+        self._dataset[self._stored : self._stored + whole] = rows[:whole]
+        self._stored += whole
+        self._pending = [rows[whole:]] if whole < len(rows) else []
 
 
 # gzip (portable: readable by any HDF5), shuffle for better ratios, Fletcher-32 to catch corruption.
@@ -409,6 +410,20 @@ class Cache:
             raise CacheError(
                 f"dataset {name!r} is corrupt ({_first_line(exc)}); {remedy(self.path, self.kind)}", self.path
             ) from exc
+
+    def iter_rows(self, name: str, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Rows ``[start, stop)`` of a dataset one by one, read a few chunks at a time.
+
+        Memory stays at about :data:`STREAM_BYTES` whatever the dataset's length.
+        """
+        dataset = self.dataset(name)
+        stop = len(dataset) if stop is None else min(stop, len(dataset))
+        row_bytes = max(1, dataset.dtype.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64)))
+        step = max(1, STREAM_BYTES // row_bytes)
+        if dataset.chunks:  # whole chunks, so none is decompressed twice
+            step = max(1, step // dataset.chunks[0]) * dataset.chunks[0]
+        for block_start in range(start, stop, step):
+            yield from self.read(name, slice(block_start, min(stop, block_start + step)))
 
     def names(self) -> list[str]:
         return sorted(self._file.keys())
