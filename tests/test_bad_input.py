@@ -6,8 +6,10 @@ half-written or empty left behind; warnings land in the job log and in the subje
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, moving_squares
+from conftest import REPO, encode, moving_squares
 
 from posetransfer import cache, cli, video
 from posetransfer.config import validate_config
@@ -336,3 +338,111 @@ def test_row2_a_cluster_run_leaves_the_gpu_check_to_the_nodes(tmp_path):
     assert not jobs_run_here(["--profile", str(profile)], in_job=False)
     assert not jobs_run_here(["--executor", "slurm"], in_job=False)
     assert jobs_run_here(["--executor=local"], in_job=False)
+
+
+# --- rows 11 and 12: warnings in the job log and in the subject's report -------------------------
+
+
+def _warnings_logged(lines: list[str]) -> list[str]:
+    return [line.split(": ", 1)[1] for line in lines if " WARNING " in line]
+
+
+def _report_warnings(subject_dir: Path, tmp_path: Path) -> list[str]:
+    from posetransfer import report
+
+    report.write_subject_report(subject_dir, tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    if '<h2 id="warnings">Warnings</h2>' not in page:
+        return []
+    items = page.split('<ul class="warnings">', 1)[1].split("</ul>", 1)[0]
+    return [html.unescape(item) for item in re.findall(r"<li>(.*?)</li>", items)]
+
+
+def test_row11_two_people_side_by_side_warn_in_the_log_and_the_report(synthetic_clip, tmp_path, capsys):
+    images = [
+        np.concatenate([image, image[:, ::-1]], axis=1) for image in video.read_frames(synthetic_clip[0])
+    ]
+    clip = encode(tmp_path / "two_people.mp4", images, fps=12)
+    subject = tmp_path / "results" / "pair"
+    status, lines = _frames_cli(capsys, clip, subject, "--params", '{"resolution": 64}')
+    assert status == 0
+    logged = _warnings_logged(lines)
+    assert len(logged) == 1
+    assert re.fullmatch(
+        r"a second person is visible on \d+ of the \d+ frames checked"
+        r" \(source frame \d+: x \d+-\d+, y \d+-\d+\); the crop follows one person only:"
+        r" cut the video to one person",
+        logged[0],
+    ), logged
+    assert cache.read_warnings(subject / "frames.h5") == logged
+    assert _report_warnings(subject, tmp_path) == logged
+
+
+def test_row12_legs_out_of_frame_warn_in_the_log_and_the_report(synthetic_clip, tmp_path, capsys):
+    images = [image[:200] for image in video.read_frames(synthetic_clip[0])]  # 384 rows: hips and up
+    clip = encode(tmp_path / "upper_body.mp4", images, fps=12)
+    subject = tmp_path / "results" / "upper"
+    status, _ = _frames_cli(capsys, clip, subject, "--params", '{"resolution": 128}')
+    assert status == 0
+    status, lines = _posetransfer(
+        capsys, "pose2d", subject / "frames.h5", subject / "pose2d.h5", "--preview", subject / "pose2d.mp4"
+    )
+    assert status == 0
+    logged = _warnings_logged(lines)
+    assert len(logged) == 1
+    assert re.fullmatch(
+        r"pose2d: the legs are out of view \(no ankle inside the picture\) on (\d+) of 16 frames with a"
+        r" person; the body fit can only guess them: film the whole body",
+        logged[0],
+    ), logged
+    assert cache.read_warnings(subject / "pose2d.h5") == logged
+    assert _report_warnings(subject, tmp_path) == logged
+
+
+def test_clean_input_records_no_warnings(synthetic_frames, synthetic_pose2d, tmp_path):
+    """A clean video: no warnings attribute at all, so its caches keep their bytes."""
+    for path in (synthetic_frames, synthetic_pose2d):
+        with cache.open_cache(path) as opened:
+            assert "warnings" not in opened.attrs
+    assert _report_warnings(synthetic_frames.parent, tmp_path) == []
+
+
+# --- row 1: one broken subject never stops the others (a real two-subject DAG) --------------------
+
+
+@pytest.mark.slow
+def test_row1_keep_going_trains_and_evaluates_the_healthy_subject(tmp_path, anny_cache_dir):
+    broken = tmp_path / "videos" / "broken.mp4"
+    broken.parent.mkdir()
+    broken.write_bytes(bytes(range(256)) * 8)  # not a video
+    sheet = tmp_path / "subjects.tsv"
+    sheet.write_text(f"name\tvideo\tnotes\ngood\tsynthetic:0\t\nbroken\t{broken}\t\n")
+    config = {
+        "subjects": str(sheet),
+        "anny_cache_dir": str(anny_cache_dir),
+        "synthetic": {"width": 320, "height": 384, "num_frames": 12, "fps": 12},
+        "frames": {"resolution": 64},
+        "body3d": {"root_iterations": 10, "iterations": 20},
+        "texture": {"size": 32},
+        # The default pretraining set (pretrain.subjects: synthetic), one short person here.
+        "pretrain": {"synthetic": {"seeds": [100], "num_frames": 8}, "epochs": 1},
+        "train": {"epochs": 1, "warmup_epochs": 0},
+        "transfer": {"driving": {}, "pairs": []},
+    }
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    if "uv_input" in schema["properties"]["model"]["properties"]:
+        config["model"] = {"uv_input": "pose"}  # a UV generator that needs the pretrained one
+    result = _snakemake(tmp_path, config, "--cores", "2", "--keep-going")
+    results = tmp_path / "results"
+    assert result.returncode == 1
+    assert (results / "pretrain" / "uvgen_pretrained.pt").is_file(), result.stderr
+    metrics = json.loads((results / "good" / "evaluation" / "metrics.json").read_text())
+    assert metrics["ssim"] > 0
+    assert (results / "good" / "report.html").is_file()
+    summary = [line for line in result.stderr.splitlines() if line.startswith(("posetransfer:", "  subject"))]
+    assert summary[0] == "posetransfer: 1 job(s) failed:", result.stderr
+    assert summary[1].startswith(
+        f"  subject broken, rule frames: posetransfer: error: {broken}: not a readable video ("
+    )
+    assert len(summary) == 2
+    assert not (results / "broken").exists() or not any((results / "broken").rglob("*.h5"))

@@ -93,6 +93,8 @@ def crop_and_resize(image: np.ndarray, box: CropBox, resolution: int, pad_mode: 
 FPS_RANGE = (5.0, 60.0)
 # Training needs two adjacent training frames and one validation frame (the last 10%).
 MIN_TRAINING_FRAMES = 3
+# Frames searched for a second person (a few: MediaPipe Pose finds one person per image).
+SECOND_PERSON_CHECKS = 8
 
 
 class Selection:
@@ -165,6 +167,23 @@ def _resampling_plan(video: Path, fps: float) -> tuple[np.ndarray | None, float,
         f" {int((counts == 0).sum())} dropped"
     )
     return plan, rate, len(times), warning
+
+
+def second_person(detector: PersonDetector, image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """The box of another person than the one in ``box`` (x0, y0, x1, y1), or None.
+
+    MediaPipe Pose finds one person per image, so the one found is hidden (its box, grown by
+    10%, painted black) and the image searched again; a find at least half as tall counts.
+    """
+    x0, y0, x1, y1 = box
+    grow_x, grow_y = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
+    hidden = image.copy()
+    top, left = max(0, int(y0 - grow_y)), max(0, int(x0 - grow_x))
+    hidden[top : max(0, int(np.ceil(y1 + grow_y))), left : max(0, int(np.ceil(x1 + grow_x)))] = 0
+    other = detector.box(hidden)
+    if other is None or other[3] - other[1] < 0.5 * (y1 - y0):
+        return None
+    return other
 
 
 def run(
@@ -244,15 +263,31 @@ def run(
         log.warning("%s", missing)
         warnings.append(f"frames: {missing} (source frame numbers)")
 
-    # Pass 2: crop, resize and cache.
+    # Pass 2: crop, resize and cache; on a few frames, look for a second person.
     size = params.resolution
-    with cache.write_cache(out, "frames", asdict(params), source_sha256) as writer:
+    checked = [row for row in preview.evenly_spaced(len(indices), SECOND_PERSON_CHECKS) if found[row]]
+    others: dict[int, np.ndarray] = {}
+    with (
+        cache.write_cache(out, "frames", asdict(params), source_sha256) as writer,
+        PersonDetector(params.min_visibility, params.detect_max_side, tracking=False) as still,
+    ):
         frames = writer.frame_dataset("frames", len(indices), (size, size, 3), np.uint8)
         kept = _kept_frames(video, indices)
         for row, (index, image) in enumerate(progress(kept, len(indices), "crop")):
             if index != indices[row]:
                 raise RuntimeError(f"{video}: second decoding pass differs from the first")
             frames[row] = crop_and_resize(image, box, size, params.pad_mode)
+            if row in checked and (other := second_person(still, image, boxes_arr[row])) is not None:
+                others[index] = other
+        if others:
+            first, other = next(iter(others.items()))
+            crowd = (
+                f"a second person is visible on {len(others)} of the {len(checked)} frames checked (source"
+                f" frame {first}: x {other[0]:.0f}-{other[2]:.0f}, y {other[1]:.0f}-{other[3]:.0f});"
+                " the crop follows one person only: cut the video to one person"
+            )
+            log.warning("%s", crowd)
+            warnings.append(crowd)
         writer.array("source_index", np.asarray(indices, dtype=np.int64))
         writer.array("timestamps", np.asarray(selection.outputs, dtype=np.float64) / fps)
         writer.array("person_box", boxes_arr)

@@ -25,8 +25,9 @@ import numpy as np
 
 from posetransfer import cache, preview
 from posetransfer.errors import ConfigError, PosetransferError
+from posetransfer.input_warnings import keypoint_warnings, picture_in_crop
 from posetransfer.keypoints import draw_skeleton
-from posetransfer.progress import format_ranges, progress
+from posetransfer.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ def run(
         frames = frames_cache.read("frames")
         fps = float(frames_cache.attrs["fps"])
         source_sha256 = frames_cache.attrs["source_sha256"]
+        picture = picture_in_crop(frames_cache.attrs)  # the video inside the crop (not its padding)
         if params.backend == "mediapipe":
             raw, world, valid = detect_mediapipe(frames)
         elif params.backend == "openpose_json":
@@ -218,10 +220,10 @@ def run(
         else:
             raise ConfigError(f"pose2d.backend: unknown backend {params.backend!r}")
     count, resolution = len(frames), frames.shape[1]
-    missing = np.flatnonzero(~valid)
     log.info("person found on %d of %d frames", valid.sum(), count)
-    if len(missing):
-        log.warning("no person on %d frames (marked invalid): %s", len(missing), format_ranges(missing))
+    warnings = keypoint_warnings(raw, valid, picture, params.min_confidence)  # no person, legs out
+    for warning in warnings:
+        log.warning("%s", warning)
     keypoints = smooth(raw, valid, fps, params, 256 / resolution) if params.smoothing else raw.copy()
     with cache.write_cache(out, "pose2d", asdict(params), source_sha256) as writer:
         skeletons = writer.frame_dataset("skeleton", count, (resolution, resolution, 3), np.uint8)
@@ -234,6 +236,7 @@ def run(
         writer.attrs.update(
             {"backend": params.backend, "resolution": resolution, "keypoint_order": KEYPOINT_ORDER}
         )
+        cache.add_warnings(writer.attrs, warnings)
     log.info("wrote %s", out)
     write_preview(frames, keypoints, valid, fps, preview_mp4, params, preview_seconds)
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from posetransfer import outputs
+from posetransfer import cache, outputs
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,19 @@ def _transfer_section(subject_dir: Path, folder: Path, out_dir: Path) -> str:
     return "\n".join(parts)
 
 
+# Caches whose stages record warnings about the input (a second person, legs out of view, ...).
+WARNING_CACHES = ("frames.h5", "pose2d.h5", "body3d.h5")
+
+
+def warnings_section(subject_dir: Path) -> list[str]:
+    """A "Warnings" heading and list: what the stages noticed about the input; none when clean."""
+    found = [warning for name in WARNING_CACHES for warning in cache.read_warnings(subject_dir / name)]
+    if not found:
+        return []
+    items = "".join(f"<li>{html.escape(warning)}</li>" for warning in found)
+    return ['<h2 id="warnings">Warnings</h2>', f'<ul class="warnings">{items}</ul>']
+
+
 def write_subject_report(
     subject_dir: str | Path, out: str | Path, transfers: Sequence[str | Path] = ()
 ) -> None:
@@ -141,6 +154,7 @@ def write_subject_report(
     fid_note = next((m.get("fid_unavailable") for _, m in runs if m.get("fid_unavailable")), None)
     sections = [
         f"<h1>posetransfer report: {html.escape(subject_dir.name)}</h1>",
+        *warnings_section(subject_dir),
         "<h2>Self-transfer on the validation frames</h2>",
         f'<p class="note">{main.get("frames", 0)} validation frames (the last 10%, never trained on) at '
         f"{main.get('resolution', '?')} px. Robust metrics: the {len(main.get('robust_frames', []))} "
