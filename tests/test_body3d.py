@@ -52,6 +52,67 @@ def test_synthetic_fit_reprojects_onto_the_true_keypoints(synthetic_fit, synthet
     assert synthetic_fit.with_suffix(".mp4").stat().st_size > 5_000
 
 
+def test_joints_without_skinning_equal_annys_forward(anny_cache_dir):
+    """AnnyJoints (the fit's forward pass) gives Anny's regressed joints and their gradients."""
+    import torch
+
+    rng = np.random.default_rng(1)
+    translation = rng.normal(0, 1, (3, 3)) + np.array([0, 0, 3])
+    fit = body3d.body_model_fit(Body3dParams(), anny_cache_dir, 3, translation, "cpu")
+    with torch.no_grad():
+        fit.phenotype.copy_(torch.as_tensor(rng.normal(0, 1.5, 6)))
+        fit.root.add_(torch.as_tensor(rng.normal(0, 0.5, (3, 3))))
+        fit.rotations.copy_(torch.as_tensor(rng.normal(0, 0.6, fit.rotations.shape)))
+    fast = fit.joints()
+    mesh = fit.posed()["keypoints"]
+    assert fast.shape == mesh.shape == (3, 23, 3)
+    assert (fast - mesh).abs().max().item() < 1e-9  # metres: the same function, not an approximation
+    gradients = []
+    for joints in (fast, mesh):
+        fit.zero_grad()
+        (joints * torch.linspace(-1, 1, 23)[:, None]).sum().backward()
+        gradients.append([p.grad.clone() for p in (fit.phenotype, fit.root, fit.translation, fit.rotations)])
+    for fast_grad, mesh_grad in zip(*gradients, strict=True):
+        assert torch.allclose(fast_grad, mesh_grad, rtol=1e-7, atol=1e-9)
+
+
+def test_fast_fit_is_as_accurate_as_the_mesh_path(
+    synthetic_pose2d, synthetic_frames, synthetic_clip, anny_cache_dir
+):
+    """The fit through AnnyJoints lands where the old whole-mesh fit lands, against the truth."""
+    truth, _ = truth_in_crop(synthetic_clip[1], synthetic_frames)
+    with cache.open_cache(synthetic_pose2d) as pose, cache.open_cache(synthetic_frames) as cached:
+        keypoints, world, valid = pose.read("keypoints"), pose.read("world_landmarks"), pose.read("valid")
+        attrs = {key: cached.attrs[key] for key in ("crop_box", "source_size", "resolution")}
+    frames_used = slice(0, 4)  # the mesh path costs ~20 ms per frame and step here
+    K = camera_intrinsics(attrs, focal=0.8)
+    quick = Body3dParams(root_iterations=15, iterations=40)
+    inputs = (keypoints[frames_used], world[frames_used], valid[frames_used], K, 256, quick, anny_cache_dir)
+    fast = body3d.fit(*inputs, "cpu")
+    mesh = body3d.fit(*inputs, "cpu", mesh_joints=True)
+    visible = truth[frames_used, :, 2] > 0.5
+
+    def truth_error(result):
+        joints = coco23_to_body25(result["joints2d"])
+        return np.linalg.norm(joints[..., :2] - truth[frames_used, :, :2], axis=-1)[visible].mean()
+
+    # Same energy, same steps: only rounding differs, so 0.05 px at 256 px and 0.5 mm are margins
+    # of rounding, not of approximation.
+    assert abs(truth_error(fast) - truth_error(mesh)) < 0.05, (truth_error(fast), truth_error(mesh))
+    assert np.abs(fast["joints2d"] - mesh["joints2d"]).max() < 0.05
+    assert np.abs(fast["vertices"] - mesh["vertices"]).max() < 5e-4
+    assert np.abs(fast["phenotype"] - mesh["phenotype"]).max() < 1e-3
+
+
+def test_same_input_gives_a_byte_identical_cache(
+    synthetic_pose2d, synthetic_frames, anny_cache_dir, tmp_path
+):
+    quick = Body3dParams(root_iterations=5, iterations=10)
+    for name in ("a.h5", "b.h5"):
+        body3d.run(synthetic_pose2d, synthetic_frames, tmp_path / name, quick, anny_cache_dir, "cpu")
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+
+
 def test_frames_without_keypoints_are_interpolated_or_not_fitted(
     synthetic_pose2d, synthetic_frames, anny_cache_dir, tmp_path, caplog
 ):
