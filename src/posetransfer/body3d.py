@@ -19,9 +19,10 @@ Frames without enough keypoints are carried by the smoothness term from their ne
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class Body3dParams:
     w_shape: float = 1.0
     w_smooth: float = 20.0
     max_gap: int = 12
+    threads: int = 1
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> Body3dParams:
@@ -121,23 +123,41 @@ def usable_frames(weights: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.nda
 
 
 class AnnyFit(torch.nn.Module):
-    """The unknowns of the fit and the differentiable forward pass to COCO-23 joints in camera space."""
+    """The unknowns of the fit and the differentiable forward pass to COCO-23 joints in camera space.
 
-    def __init__(self, model, regressor, count: int, init_translation: np.ndarray) -> None:
+    ``joints`` come from :class:`~posetransfer.anny_joints.AnnyJoints` (no mesh skinning); with
+    ``mesh_joints`` they are regressed from the whole skinned mesh every step instead (the same
+    values, 10-100x slower: the reference path for benchmarks and tests).
+    """
+
+    def __init__(
+        self, model, regressor, count: int, init_translation: np.ndarray, mesh_joints: bool = False
+    ) -> None:
         super().__init__()
         import roma
 
+        from posetransfer.anny_joints import AnnyJoints
+
         self.model, self.regressor, self._roma = model, regressor, roma
-        dtype = model.dtype
+        self.mesh_joints = mesh_joints
+        dtype, device = model.dtype, model.template_vertices.device
         self.bones = [list(model.bone_labels).index(name) for name in FITTED_BONES]
-        root = roma.rotmat_to_rotvec(torch.as_tensor(ANNY_TO_CAMERA, dtype=dtype))
-        self.phenotype = torch.nn.Parameter(torch.zeros(len(PHENOTYPE_NAMES), dtype=dtype))
+        self.joints_model = AnnyJoints(model, regressor, [0, *self.bones])
+        root = roma.rotmat_to_rotvec(torch.as_tensor(ANNY_TO_CAMERA, dtype=dtype, device=device))
+        self.phenotype = torch.nn.Parameter(torch.zeros(len(PHENOTYPE_NAMES), dtype=dtype, device=device))
         self.root = torch.nn.Parameter(root.repeat(count, 1))
-        self.translation = torch.nn.Parameter(torch.as_tensor(init_translation, dtype=dtype))
-        self.rotations = torch.nn.Parameter(torch.zeros(count, len(self.bones), 3, dtype=dtype))
+        self.translation = torch.nn.Parameter(torch.as_tensor(init_translation, dtype=dtype, device=device))
+        self.rotations = torch.nn.Parameter(
+            torch.zeros(count, len(self.bones), 3, dtype=dtype, device=device)
+        )
 
     def phenotype_values(self) -> torch.Tensor:
         return torch.sigmoid(self.phenotype)
+
+    def phenotype_kwargs(self) -> dict[str, torch.Tensor]:
+        """Anny's phenotype arguments, batch 1: one shape serves every frame."""
+        values = self.phenotype_values()
+        return {name: values[i : i + 1] for i, name in enumerate(PHENOTYPE_NAMES)}
 
     def shape_prior(self) -> torch.Tensor:
         """Squared distance of the phenotype from the average person (0.5 on every axis)."""
@@ -146,26 +166,40 @@ class AnnyFit(torch.nn.Module):
     def faces(self) -> np.ndarray:
         return self.model.faces.cpu().numpy().astype(np.int32)
 
-    def deltas(self) -> torch.Tensor:
+    def shape_terms(self):
+        """What the current phenotype contributes to every frame's joints (None on the mesh path)."""
+        return None if self.mesh_joints else self.joints_model.shape_terms(self.phenotype_kwargs())
+
+    def joints(self, shape=None) -> torch.Tensor:
+        """COCO-23 joints (N, 23, 3) in camera space; ``shape`` from :meth:`shape_terms`, if known."""
+        if self.mesh_joints:
+            return self.posed()["keypoints"]
+        shape = self.shape_terms() if shape is None else shape
+        rotations = self._roma.rotvec_to_rotmat(self.rotations)
+        return self.joints_model(shape, self._roma.rotvec_to_rotmat(self.root), self.translation, rotations)
+
+    def deltas(self, frames: slice = slice(None)) -> torch.Tensor:
         """(N, J, 4, 4) Anny pose parameters (local-ref): root pose in camera space, bone rotations."""
-        count, dtype = len(self.root), self.model.dtype
+        root, dtype = self.root[frames], self.model.dtype
         joints = len(self.model.bone_labels)
-        delta = torch.eye(4, dtype=dtype, device=self.root.device).repeat(count, joints, 1, 1)
-        delta[:, 0, :3, :3] = self._roma.rotvec_to_rotmat(self.root)
-        delta[:, 0, :3, 3] = self.translation
-        delta[:, self.bones, :3, :3] = self._roma.rotvec_to_rotmat(self.rotations)
+        delta = torch.eye(4, dtype=dtype, device=root.device).repeat(len(root), joints, 1, 1)
+        delta[:, 0, :3, :3] = self._roma.rotvec_to_rotmat(root)
+        delta[:, 0, :3, 3] = self.translation[frames]
+        delta[:, self.bones, :3, :3] = self._roma.rotvec_to_rotmat(self.rotations[frames])
         return delta
 
-    def forward(self) -> dict[str, torch.Tensor]:
-        return pose_body(self.model, self.regressor, self.phenotype_values(), self.deltas())
+    def posed(self, frames: slice = slice(None)) -> dict[str, torch.Tensor]:
+        """Anny's whole output (``vertices``, ``keypoints``, ...) for some frames."""
+        return pose_body(self.model, self.regressor, self.phenotype_values(), self.deltas(frames))
 
 
 def pose_body(model, regressor, phenotype: torch.Tensor, deltas: torch.Tensor) -> dict[str, torch.Tensor]:
     """Anny posed by (N, J, 4, 4) ``deltas`` with one shape (phenotype values in [0, 1]).
 
     Returns Anny's output (``vertices`` (N, V, 3), ...) plus ``keypoints``: COCO-23 joints (N, 23, 3).
+    The phenotype goes in with batch 1: Anny then builds the rest mesh once for all frames.
     """
-    kwargs = {name: phenotype[i].expand(len(deltas)) for i, name in enumerate(PHENOTYPE_NAMES)}
+    kwargs = {name: phenotype[i : i + 1] for i, name in enumerate(PHENOTYPE_NAMES)}
     output = model(pose_parameters=deltas, phenotype_kwargs=kwargs)
     output["keypoints"] = regressor(output)
     return output
@@ -177,9 +211,11 @@ def project(points: torch.Tensor, focal: float, center: tuple[float, float]) -> 
     return points[..., :2] / depth * focal + torch.as_tensor(center, dtype=points.dtype, device=points.device)
 
 
-def energy(fit: AnnyFit, targets: Targets, params: Body3dParams, stage: str) -> dict[str, torch.Tensor]:
-    """Each term of the energy for the current unknowns."""
-    joints = fit()["keypoints"]  # (N, 23, 3) camera space
+def energy(
+    fit: AnnyFit, targets: Targets, params: Body3dParams, stage: str, shape=None
+) -> dict[str, torch.Tensor]:
+    """Each term of the energy for the current unknowns (``shape``: the phenotype's fixed terms)."""
+    joints = fit.joints(shape)  # (N, 23, 3) camera space
     residual = (project(joints, targets.focal, targets.center) - targets.keypoints) * targets.scale
     squared = (residual**2).sum(-1)
     robust = params.robust_px**2 * squared / (squared + params.robust_px**2)  # Geman-McClure
@@ -228,8 +264,13 @@ def fit(
     params: Body3dParams,
     anny_cache: str | Path,
     device: str = "cpu",
+    mesh_joints: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Fit Anny to a video's keypoints; returns numpy arrays of the fit and its residuals."""
+    """Fit Anny to a video's keypoints; returns numpy arrays of the fit and its residuals.
+
+    ``mesh_joints``: regress the joints from the whole skinned mesh every step (the slow
+    reference path; same values).
+    """
     keypoints, weights = to_coco23(np.where(valid[:, None, None], keypoints25, 0.0), params.min_confidence)
     constrained, fitted = usable_frames(weights, params.max_gap)
     if not constrained.any():
@@ -238,7 +279,7 @@ def fit(
     world_weights = np.where(constrained[:, None], world[..., 3], 0.0)
     world_weights = np.where(world_weights >= params.min_confidence, world_weights, 0.0)
     init_translation = initial_translation(keypoints, weights, K, fitted)
-    fit_module = body_model_fit(params, anny_cache, len(keypoints), init_translation, device)
+    fit_module = body_model_fit(params, anny_cache, len(keypoints), init_translation, device, mesh_joints)
     dtype = fit_module.translation.dtype
     tensor = lambda array: torch.as_tensor(np.asarray(array), dtype=dtype, device=device)  # noqa: E731
     targets = Targets(
@@ -250,24 +291,12 @@ def fit(
         center=(float(K[0, 2]), float(K[1, 2])),
         scale=256.0 / resolution,
     )
-    stages = [
-        ("root", [fit_module.root, fit_module.translation], params.root_iterations),
-        ("all", list(fit_module.parameters()), params.iterations),
-    ]
-    for stage, unknowns, iterations in stages:
-        optimizer = torch.optim.Adam(unknowns, lr=params.learning_rate)
-        bar = progress(range(iterations), iterations, f"fit ({stage})")
-        for step in bar:
-            optimizer.zero_grad(set_to_none=True)
-            terms = energy(fit_module, targets, params, stage)
-            total = sum(terms.values())
-            total.backward()
-            optimizer.step()
-            if step % 20 == 0 or step == iterations - 1:
-                log.debug("%s %d: %s", stage, step, {k: round(v.item(), 3) for k, v in terms.items()})
+    with torch_threads(params.threads):
+        optimize(fit_module, targets, params)
     with torch.no_grad():
-        output = fit_module()
-        projected = project(output["keypoints"], targets.focal, targets.center)
+        joints = fit_module.joints()
+        projected = project(joints, targets.focal, targets.center)
+        vertices = posed_vertices(fit_module)
     error = np.linalg.norm(projected.cpu().numpy() - keypoints, axis=-1)
     seen = weights > 0
     residual = np.where(
@@ -276,14 +305,60 @@ def fit(
     return {
         "deltas": fit_module.deltas().detach().cpu().numpy().astype(np.float32),
         "phenotype": fit_module.phenotype_values().detach().cpu().numpy().astype(np.float32),
-        "vertices": output["vertices"].cpu().numpy().astype(np.float32),
-        "joints3d": output["keypoints"].cpu().numpy().astype(np.float32),
+        "vertices": vertices,
+        "joints3d": joints.cpu().numpy().astype(np.float32),
         "joints2d": projected.cpu().numpy().astype(np.float32),
         "residual_px": residual.astype(np.float32),
         "constrained": constrained,
         "fitted": fitted,
         "faces": fit_module.faces(),
     }
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's CPU threads set to ``count`` (0: left as they are) for the duration.
+
+    The fit's tensors are small (frames x 17 bones x 4 x 4), so extra threads only wait on each
+    other: on the shared 2-core machine one thread made each step 5x faster than two.
+    """
+    previous = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def optimize(fit_module: torch.nn.Module, targets: Targets, params: Body3dParams) -> None:
+    """Adam on the energy: the root pose alone first, then everything."""
+    with torch.no_grad():  # the phenotype stays fixed while the root is fitted
+        root_shape = fit_module.shape_terms()
+    stages = [
+        ("root", [fit_module.root, fit_module.translation], params.root_iterations, root_shape),
+        ("all", list(fit_module.parameters()), params.iterations, None),
+    ]
+    for stage, unknowns, iterations, shape in stages:
+        optimizer = torch.optim.Adam(unknowns, lr=params.learning_rate)
+        for step in progress(range(iterations), iterations, f"fit ({stage})"):
+            optimizer.zero_grad(set_to_none=True)
+            terms = energy(fit_module, targets, params, stage, shape)
+            total = sum(terms.values())
+            total.backward()
+            optimizer.step()
+            if (step % 20 == 0 or step == iterations - 1) and log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %d: %s", stage, step, {k: round(v.item(), 3) for k, v in terms.items()})
+
+
+def posed_vertices(fit_module: torch.nn.Module, chunk: int = 64) -> np.ndarray:
+    """Every frame's mesh (N, V, 3) float32, posed ``chunk`` frames at a time to bound memory."""
+    count = len(fit_module.root)
+    parts = [
+        fit_module.posed(slice(start, start + chunk))["vertices"].cpu().numpy().astype(np.float32)
+        for start in range(0, count, chunk)
+    ]
+    return np.concatenate(parts)
 
 
 def run(
@@ -295,8 +370,12 @@ def run(
     device: str = "auto",
     preview_mp4: str | Path | None = None,
     preview_seconds: float = 4.0,
+    mesh_joints: bool = False,
 ) -> None:
-    """Fit the body to every frame of a subject; write the body3d cache and a mesh overlay video."""
+    """Fit the body to every frame of a subject; write the body3d cache and a mesh overlay video.
+
+    ``mesh_joints``: the slow reference path of :func:`fit` (benchmarks and tests).
+    """
     from posetransfer.synthesize import resolve_device
 
     if params.backend not in ("anny", "smplx"):
@@ -309,7 +388,7 @@ def run(
     K = camera_intrinsics(attrs, params.focal)
     device = resolve_device(device)
     torch.manual_seed(0)
-    result = fit(keypoints, world, valid, K, resolution, params, anny_cache, device)
+    result = fit(keypoints, world, valid, K, resolution, params, anny_cache, device, mesh_joints)
     constrained, fitted = result["constrained"], result["fitted"]
     interpolated = np.flatnonzero(fitted & ~constrained)
     skipped = np.flatnonzero(~fitted)
@@ -343,19 +422,19 @@ def run(
         )
     log.info("wrote %s", out)
     if preview_mp4 is not None:
-        with cache.open_cache(frames_h5, "frames") as frames_cache:
-            frames, fps = frames_cache.read("frames"), float(frames_cache.attrs["fps"])
-        write_preview(
-            frames,
-            result["vertices"],
-            result["faces"],
-            K,
-            fitted,
-            fps,
-            preview_mp4,
-            preview_seconds,
-            picture_in_crop(attrs),
-        )
+        with cache.open_cache(frames_h5, "frames") as frames_cache:  # frames read as they are drawn
+            frames, fps = frames_cache.dataset("frames"), float(frames_cache.attrs["fps"])
+            write_preview(
+                frames,
+                result["vertices"],
+                result["faces"],
+                K,
+                fitted,
+                fps,
+                preview_mp4,
+                preview_seconds,
+                picture_in_crop(attrs),
+            )
 
 
 def crop_camera(K: np.ndarray, resolution: int):
@@ -414,7 +493,12 @@ def write_preview(
 
 
 def body_model_fit(
-    params: Body3dParams, anny_cache: str | Path, count: int, init_translation: np.ndarray, device: str
+    params: Body3dParams,
+    anny_cache: str | Path,
+    count: int,
+    init_translation: np.ndarray,
+    device: str,
+    mesh_joints: bool = False,
 ) -> torch.nn.Module:
     """The unknowns and forward pass of the configured body model (frozen model, float64)."""
     if params.backend == "smplx":
@@ -426,7 +510,7 @@ def body_model_fit(
     regressor = anny.KeypointsRegressor.coco(model).to(device)
     for module in (model, regressor):
         module.requires_grad_(False)
-    return AnnyFit(model, regressor, count, init_translation).to(device)
+    return AnnyFit(model, regressor, count, init_translation, mesh_joints).to(device)
 
 
 # --- the smplx backend (SMPL through the smplx package, with the user's model file) ---------------
@@ -516,12 +600,19 @@ class SmplFit(torch.nn.Module):
         delta[:, 1:, :3, :3] = self._roma.rotvec_to_rotmat(self.rotations)
         return delta
 
-    def forward(self) -> dict[str, torch.Tensor]:
-        count = len(self.root)
+    def shape_terms(self) -> None:
+        return None  # SMPL is posed whole every step
+
+    def joints(self, shape=None) -> torch.Tensor:
+        return self.posed()["keypoints"]
+
+    def posed(self, frames: slice = slice(None)) -> dict[str, torch.Tensor]:
+        root = self.root[frames]
+        count = len(root)
         output = self.model(
             betas=self.phenotype.expand(count, -1),
-            global_orient=self.root,
-            body_pose=self.rotations.reshape(count, -1),
-            transl=self.translation,
+            global_orient=root,
+            body_pose=self.rotations[frames].reshape(count, -1),
+            transl=self.translation[frames],
         )
         return {"vertices": output.vertices, "keypoints": output.joints[:, SMPL_COCO23]}
