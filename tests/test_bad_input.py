@@ -26,6 +26,7 @@ from conftest import REPO, encode, moving_squares
 
 from posetransfer import cache, cli, video
 from posetransfer.config import validate_config
+from posetransfer.input_warnings import picture_in_crop
 
 
 def _posetransfer(capsys, *argv: str | Path) -> tuple[int, list[str]]:
@@ -378,7 +379,9 @@ def test_row11_two_people_side_by_side_warn_in_the_log_and_the_report(synthetic_
     assert _report_warnings(subject, tmp_path) == logged
 
 
-def test_row12_legs_out_of_frame_warn_in_the_log_and_the_report(synthetic_clip, tmp_path, capsys):
+def test_row12_legs_out_of_frame_warn_in_the_log_and_the_report(
+    synthetic_clip, anny_cache_dir, tmp_path, capsys
+):
     images = [image[:200] for image in video.read_frames(synthetic_clip[0])]  # 384 rows: hips and up
     clip = encode(tmp_path / "upper_body.mp4", images, fps=12)
     subject = tmp_path / "results" / "upper"
@@ -397,6 +400,20 @@ def test_row12_legs_out_of_frame_warn_in_the_log_and_the_report(synthetic_clip, 
     ), logged
     assert cache.read_warnings(subject / "pose2d.h5") == logged
     assert _report_warnings(subject, tmp_path) == logged
+    # The mesh preview draws no legs into the black padding below the picture.
+    status, _ = _posetransfer(
+        capsys, "body3d", subject / "pose2d.h5", subject / "frames.h5", subject / "body3d.h5",
+        "--preview", subject / "body3d.mp4", "--anny-cache", anny_cache_dir, "--device", "cpu",
+        "--params", '{"root_iterations": 5, "iterations": 5}',
+    )  # fmt: skip
+    assert status == 0
+    with cache.open_cache(subject / "frames.h5") as frames:
+        bottom = int(np.ceil(picture_in_crop(frames.attrs)[3]))
+    assert bottom < 120  # 200 of 384 source rows: the crop's lower part is padding
+    tiles = list(video.read_frames(subject / "body3d.mp4"))
+    overlays = np.stack([tile[:, 128:] for tile in tiles])  # frame | mesh over the frame
+    assert overlays[:, bottom + 4 :].max() < 16  # padding stays black (H.264 noise aside)
+    assert overlays[:, : bottom - 4].mean() > 8  # the mesh is drawn where the picture is
 
 
 def test_clean_input_records_no_warnings(synthetic_frames, synthetic_pose2d, tmp_path):
