@@ -67,9 +67,12 @@ def test_killed_run_resumes_bit_identically(synthetic_subject_dir, tmp_path):
     whole = _trainer(synthetic_subject_dir, tmp_path / "whole", config)
     whole.run(tmp_path / "whole" / "last.pt")
     killed = _trainer(synthetic_subject_dir, tmp_path / "killed", config)
-    killed.run(tmp_path / "killed" / "last.pt", stop_after=6)  # dies after step 6; checkpoint at 4
+    board = tmp_path / "killed" / "tensorboard"  # event files must not change any result
+    killed.run(
+        tmp_path / "killed" / "last.pt", stop_after=6, board_dir=board
+    )  # dies after step 6; saved at 4
     resumed = _trainer(synthetic_subject_dir, tmp_path / "killed", config)
-    resumed.run(tmp_path / "killed" / "last.pt")
+    resumed.run(tmp_path / "killed" / "last.pt", board_dir=board)
     assert resumed.step == whole.step
     for name, tensor in whole.renderer.state_dict().items():
         assert torch.equal(tensor, resumed.renderer.state_dict()[name]), name
@@ -215,6 +218,12 @@ def test_ema_weights_are_what_render_uses(synthetic_subject_dir, tmp_path):
     assert all(torch.equal(loaded[name], ema[name]) for name in loaded)
     raw = state["models"]["renderer"]
     assert any(not torch.equal(loaded[name], raw[name]) for name in loaded)  # not the last step's
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    tags = events.Tags()
+    assert {"loss/total", "loss/regular_l2", "loss/uv", "train/lr"} <= set(tags["scalars"])
+    assert len(events.Scalars("loss/total")) == state["step"] and tags["images"] == ["samples"]
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero():
@@ -229,9 +238,13 @@ def test_standard_preset_validates_and_trains_a_step(synthetic_subject_dir, tmp_
 
     config = TrainConfig.from_config(validate_config({"train": {"preset": "standard"}}))
     assert (config.resolution, config.uv_input, config.w_feature_matching > 0) == (128, "pose+body_iuv", True)
-    trainer = _trainer(synthetic_subject_dir, tmp_path, replace(config, warmup_epochs=0, perceptual_weights="none"))
+    trainer = _trainer(
+        synthetic_subject_dir, tmp_path, replace(config, warmup_epochs=0, perceptual_weights="none")
+    )
     record = trainer.train_step(trainer.data.pair_batch(trainer.pairs[:2]))
-    assert {"ssim", "feature_matching", "gan", "temporal", "uv"} <= set(record) and np.isfinite(record["total"])
+    assert {"ssim", "feature_matching", "gan", "temporal", "uv"} <= set(record) and np.isfinite(
+        record["total"]
+    )
 
 
 def test_a_changed_config_starts_training_over(synthetic_subject_dir, tmp_path, caplog):

@@ -22,17 +22,16 @@ average of the generator's weights is what evaluation and inference use.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import logging
 import os
 import random
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -42,208 +41,21 @@ from posetransfer import cache, preview
 from posetransfer.dataset import MIN_VALID_FRAMES, SubjectData, SubjectPaths, pair_loader, pair_to_device
 from posetransfer.errors import ConfigError
 from posetransfer.model import losses
-from posetransfer.model.networks import (
-    Background,
-    BodyIUV,
-    D2GNet,
-    HybridTexture,
-    MultiscaleDiscriminator,
-    PoseToImage,
-    UVGenerator,
-    composite,
+from posetransfer.model.networks import MultiscaleDiscriminator
+from posetransfer.model.renderer import (  # re-exported: training.TrainConfig etc. are public names
+    LOSS_ABLATIONS,
+    PRESETS,
+    UV_INPUTS,
+    VARIANTS,
+    Renderer,
+    TrainConfig,
 )
 from posetransfer.plots import plot_losses
 from posetransfer.progress import progress
+from posetransfer.tracking import TrainingLog
 
 log = logging.getLogger(__name__)
-
-VARIANTS = ("full", "no_d2g", "rgb_texture", "no_condition", "pose_to_image")
-UV_INPUTS = ("pose", "pose+body_iuv")
-# Ablations of the full model: settings, not architectures (``TrainConfig.for_variant``): Table 3's
-# and one per change of issue 12 (body prior, structure and feature-matching terms, EMA, lr decay).
-LOSS_ABLATIONS: dict[str, dict[str, Any]] = {
-    "no_temporal": {"w_temporal": 0.0},
-    "video_discriminator": {"temporal_discriminator": True},
-    "pose_only_uv": {"uv_input": "pose"},
-    "no_ssim": {"w_ssim": 0.0},
-    "no_feature_matching": {"w_feature_matching": 0.0},
-    "no_ema": {"ema": 0.0},
-    "no_lr_decay": {"lr_decay": False},
-}
-PRESETS: dict[str, dict[str, Any]] = {
-    # A CPU-sized run that shows the whole method working in about a minute.
-    "smoke": {
-        "resolution": 64,
-        "epochs": 4,
-        "warmup_epochs": 1,
-        "ngf": 16,
-        "n_blocks": 3,
-        "ndf": 16,
-        "texture_size": 64,
-    },
-    # 128 px, mid-width networks: a 10-second clip on 2 CPU cores in under 45 minutes; on a GPU,
-    # raise train.resolution (README, "Presets").
-    "standard": {
-        "resolution": 128,
-        "epochs": 6,
-        "warmup_epochs": 1,
-        "ngf": 24,
-        "n_blocks": 4,
-        "ndf": 24,
-        "texture_size": 128,
-    },
-    # The paper's schedule (30 epochs, 3 warm-up, as in the authors' code) at the frames' resolution.
-    "paper": {
-        "resolution": None,
-        "epochs": 30,
-        "warmup_epochs": 3,
-        "ngf": 64,
-        "n_blocks": 9,
-        "ndf": 64,
-        "texture_size": None,
-    },
-}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on (the ``train``, ``model`` and ``losses`` config sections)."""
-
-    variant: str = "full"
-    resolution: int | None = 64
-    epochs: int = 4
-    warmup_epochs: int = 1
-    batch_pairs: int = 2
-    learning_rate: float = 0.0002
-    beta1: float = 0.5
-    ngf: int = 16
-    n_down: int = 4
-    n_blocks: int = 3
-    ndf: int = 16
-    d_layers: int = 3
-    num_d: int = 2
-    texture_channels: int = 18
-    texture_size: int | None = 64
-    d2g_pose_input: str = "intermediate"
-    temporal_discriminator: bool = False
-    uv_input: str = "pose+body_iuv"
-    ema: float = 0.999
-    lr_decay: bool = True
-    w_l2: float = 200.0
-    w_perceptual: float = 10.0
-    w_ssim: float = 10.0
-    w_regular: float = 1.0
-    w_gan: float = 1.0
-    w_feature_matching: float = 10.0
-    w_temporal: float = 100.0
-    w_uv: float = 1.0
-    perceptual_weights: str | None = "auto"
-    checkpoint_every: int = 50
-    sample_every: int = 50
-    loader_workers: int = 1
-    in_memory_mb: float = 1024.0
-    seed: int = 0
-    amp: bool = True
-    compile: bool = False
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TrainConfig:
-        """Build from the validated config: the preset's values, overridden by keys set explicitly."""
-        train, model, weights = dict(config["train"]), dict(config["model"]), dict(config["losses"])
-        preset = PRESETS[train.pop("preset")]
-        values = {
-            key: (preset[key] if value is None and key in preset else value) for key, value in train.items()
-        }
-        values.update(
-            {key: (preset[key] if value is None and key in preset else value) for key, value in model.items()}
-        )
-        values.update({f"w_{key}": value for key, value in weights.items()})
-        values["perceptual_weights"] = config["perceptual"]["weights"]
-        values["seed"] = config["seed"]
-        return cls(**values)
-
-    def for_variant(self, name: str) -> TrainConfig:
-        """This config for another variant: an architecture (VARIANTS) or a Table 3 ablation."""
-        if name in LOSS_ABLATIONS:
-            return dataclasses.replace(self, variant="full", **LOSS_ABLATIONS[name])
-        return dataclasses.replace(self, variant=name)
-
-    def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"model.variant: unknown variant {self.variant!r}, expected one of {VARIANTS}")
-        if self.uv_input not in UV_INPUTS:
-            raise ConfigError(f"model.uv_input: unknown input {self.uv_input!r}, expected one of {UV_INPUTS}")
-
-    @property
-    def body_prior(self) -> bool:
-        """Whether the UV generator starts from the fitted body's IUV (``model.uv_input``)."""
-        return self.uv_input == "pose+body_iuv" and self.variant != "pose_to_image"
-
-    def loss_terms(self, vgg: bool) -> list[str]:
-        """The generator's loss terms this config switches on (logged and shown in the report)."""
-        weights = {"l2": self.w_l2, "perceptual (VGG19)": self.w_perceptual if vgg else 0.0,
-                   "ms-ssim": self.w_ssim, "gan": self.w_gan, "feature matching": self.w_feature_matching,
-                   "temporal": self.w_temporal, "uv": self.w_uv}  # fmt: skip
-        if self.variant in ("no_d2g", "pose_to_image"):
-            weights["regular"] = 0.0
-        else:
-            weights["regular"] = self.w_regular
-        return [name for name, weight in weights.items() if weight > 0]
-
-
-class Renderer(torch.nn.Module):
-    """The generator side of one variant: pose label (and UV) -> image, plus what the losses need."""
-
-    def __init__(self, config: TrainConfig, atlas: np.ndarray, background: torch.Tensor) -> None:
-        super().__init__()
-        self.variant = config.variant
-        channels = 3 if config.variant in ("no_d2g", "rgb_texture") else config.texture_channels
-        size = dict(ngf=config.ngf, n_down=config.n_down, n_blocks=config.n_blocks)
-        if config.variant == "pose_to_image":
-            self.generator = PoseToImage(**size)
-            return
-        self.uv_generator = UVGenerator(**size, body_prior=config.body_prior)
-        if config.texture_size is not None and config.texture_size != atlas.shape[1]:
-            side = (config.texture_size, config.texture_size)
-            atlas = np.stack([cv2.resize(part, side, interpolation=cv2.INTER_AREA) for part in atlas])
-        self.texture = HybridTexture.from_atlas(atlas, channels)
-        self.background = Background(tuple(background.shape[1:]), background)
-        if config.variant != "no_d2g":
-            pose_input = "none" if config.variant == "no_condition" else config.d2g_pose_input
-            self.d2g = D2GNet(in_channels=channels, pose_input=pose_input, **size)
-
-    @property
-    def needs_body(self) -> bool:
-        """Whether ``forward`` needs the fitted body's IUV (``model.uv_input: pose+body_iuv``)."""
-        return self.variant != "pose_to_image" and self.uv_generator.body_prior
-
-    def forward(
-        self,
-        pose: torch.Tensor,
-        use_d2g: bool = True,
-        background: torch.Tensor | None = None,
-        body: BodyIUV | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Render pose labels; ``background`` (1 or N, 3, H, W) replaces the learned one (Fig. 13).
-
-        ``body``: the fitted body's IUV in the same poses (parts, UV), for a UV generator with the
-        body prior; ignored otherwise.
-        """
-        if self.variant == "pose_to_image":
-            image = self.generator(pose)
-            return {"image": image, "rgb_branch": image}
-        logits, uv = self.uv_generator(pose, body if self.needs_body else None)
-        probs = logits.softmax(dim=1)
-        mapped = self.texture(probs, uv)
-        if background is None:
-            background = self.background()
-        background = background.to(pose).expand(len(pose), -1, -1, -1)
-        p_background = probs[:, :1]
-        rgb_branch = composite(mapped[:, :3], background, p_background)  # Eq. 4
-        out = {"logits": logits, "uv": uv, "rgb_branch": rgb_branch, "image": rgb_branch}
-        if use_d2g and self.variant != "no_d2g":
-            out["image"] = composite(self.d2g(mapped, pose), background, p_background)  # Eq. 2, 3
-        return out
+__all__ = ["LOSS_ABLATIONS", "PRESETS", "UV_INPUTS", "VARIANTS", "Renderer", "TrainConfig", "Trainer", "run"]
 
 
 def seed_everything(seed: int) -> None:
@@ -463,15 +275,24 @@ class Trainer:
         return record
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self, checkpoint: Path, stop_after: int | None = None) -> None:
-        """Train to ``epochs``, resuming from ``checkpoint`` if it exists; ``stop_after`` simulates a kill."""
-        config = self.config
-        log_path = self.out_dir / "losses.csv"
+    def run(self, checkpoint: Path, stop_after: int | None = None, board_dir: Path | None = None) -> None:
+        """Train to ``epochs``, resuming from ``checkpoint`` if it exists; ``stop_after`` simulates a kill.
+
+        ``board_dir``: TensorBoard event files (every loss term, learning rate, steps/s, sample grids);
+        a resumed run hides the events the killed one wrote after its checkpoint.
+        """
         if checkpoint.exists():
             self.restore(load_checkpoint(checkpoint))
-            _truncate_csv(log_path, self.step)  # steps after the checkpoint are done again
+            _truncate_csv(self.out_dir / "losses.csv", self.step)  # steps after the checkpoint are redone
             log.info("resumed from %s at step %d", checkpoint, self.step)
-        log.info("loss terms: %s", ", ".join(config.loss_terms(self.perceptual is not None)))
+        log.info("loss terms: %s", ", ".join(self.config.loss_terms(self.perceptual is not None)))
+        with ExitStack() as stack:
+            board = stack.enter_context(TrainingLog(board_dir, self.step)) if board_dir else None
+            self._loop(checkpoint, stop_after, board)
+
+    def _loop(self, checkpoint: Path, stop_after: int | None, board: TrainingLog | None) -> None:
+        config = self.config
+        log_path = self.out_dir / "losses.csv"
         total_steps = self.total_steps
         bar = progress(range(self.step, total_steps), total_steps - self.step, "train", unit="step")
         for step, compact in zip(bar, self.batches(), strict=True):
@@ -487,8 +308,15 @@ class Trainer:
             )
             self.step = step + 1
             _append_csv(log_path, {"step": self.step, "epoch": epoch, **record})
+            if board is not None:
+                speed = board.rate(self.step)
+                extra = {"train/steps_per_second": speed} if speed is not None else {}
+                board.scalars(self.step, {**{f"loss/{k}": v for k, v in record.items() if k != "lr"},
+                                          "train/lr": rate, **extra})  # fmt: skip
             if self.step % config.sample_every == 0 or self.step == total_steps:
-                self.write_samples()
+                grid = self.write_samples()
+                if board is not None:
+                    board.image("samples", self.step, grid)
             if self.step % config.checkpoint_every == 0 or self.step == total_steps:
                 save_checkpoint(checkpoint, self.state())
             if stop_after is not None and self.step >= stop_after:
@@ -511,7 +339,7 @@ class Trainer:
         batch = self.data.batch(frames, self.device)
         return renderer(batch["pose"], body=(batch["parts"], batch["uv"]))["image"].float()
 
-    def write_samples(self) -> None:
+    def write_samples(self) -> np.ndarray:
         """A grid: for a training and a validation frame, pose | real | ours | RGB branch (EMA weights)."""
         picks = [int(self.pairs[0])] + ([int(self.data.val_index[0])] if len(self.data.val_index) else [])
         renderer = self.inference_renderer.eval()
@@ -528,6 +356,7 @@ class Trainer:
         grid = preview.contact_sheet(tiles, labels, tile=160, columns=4)
         preview.save_png(self.out_dir / "samples" / f"step_{self.step:06d}.png", grid)
         preview.save_png(self.out_dir / "samples.png", grid)  # the latest, for the report
+        return grid
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -597,7 +426,7 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
         trainer.steps_per_epoch,
         device,
     )
-    trainer.run(work / "last.pt")
+    trainer.run(work / "last.pt", board_dir=out_dir / "tensorboard")
     final = trainer.state()
     final["meta"] = {
         "resolution": data.resolution,

@@ -1,11 +1,12 @@
 # Shared helpers: config validation, the subject sheet, and input functions.
 import json
 import os
+import shlex
 import shutil
 import sys
 
 from posetransfer.config import check_hardware, jobs_run_here
-from posetransfer.config import load_driving, load_subjects, transfer_pairs, validate_config
+from posetransfer.config import Subject, load_driving, load_subjects, transfer_pairs, validate_config_files
 from posetransfer.errors import PosetransferError
 from posetransfer.frames import MIN_TRAINING_FRAMES
 from posetransfer.weights import check_required as check_required_weights
@@ -16,9 +17,15 @@ ENV = "../../envs/posetransfer.yaml"
 if shutil.which("posetransfer") is None:
     os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH")]))
 
+# The config files in overlay order: the configfile directive's, then those of --configfile
+# (Snakemake lists the directive's last); an error names the one that holds the key at fault.
+_CLI_CONFIG_FILES = [str(path) for path in workflow.overwrite_configfiles]
+CONFIG_FILES = [str(path) for path in workflow.configfiles if str(path) not in _CLI_CONFIG_FILES]
+CONFIG_FILES += _CLI_CONFIG_FILES
+
 # Validate before any job runs: one line naming the key or file, then stop.
 try:
-    _validated = validate_config(config)
+    _validated = validate_config_files(config, CONFIG_FILES)
     check_required_weights(_validated)  # e.g. flow.backend raft without its weights file
     if jobs_run_here(sys.argv, in_job=workflow.remote_exec or workflow.subprocess_exec):
         check_hardware(_validated)  # device: cuda without a GPU, found now, not 40 s into body3d
@@ -38,7 +45,13 @@ config.update(_validated)
 ANNY_MARKER = f"{config['anny_cache_dir']}/built.txt"
 
 
-VIDEOS = {**SUBJECTS, **DRIVING}  # everything the preprocessing rules may be asked for
+# The default pretraining set: synthetic people the workflow renders itself (pretrain.synthetic),
+# in results/pretrain/synthetic-SEED/, so that no subject of the sheet holds up another's training.
+PRETRAIN_PEOPLE = {
+    f"pretrain/synthetic-{seed}": Subject(f"pretrain/synthetic-{seed}", f"synthetic:{seed}", "pretraining")
+    for seed in (config["pretrain"]["synthetic"]["seeds"] if config["pretrain"]["subjects"] == "synthetic" else [])
+}
+VIDEOS = {**SUBJECTS, **DRIVING, **PRETRAIN_PEOPLE}  # everything the preprocessing rules may be asked for
 # Extra model variants trained beside the main one for the ablation table (Tables 1-3):
 # results/{subject}/model-{variant}/ and evaluation-{variant}/; "" is the main model.
 VARIANT_SUFFIXES = ["", *(f"-{name}" for name in config["evaluation"]["variants"])]
@@ -52,7 +65,18 @@ wildcard_constraints:
 
 
 def synthetic_subjects():
-    return [name for name, video in VIDEOS.items() if video.synthetic_seed is not None]
+    """Synthetic subjects and driving videos (not the pretraining people: they are never fitted)."""
+    return [
+        name for name, video in VIDEOS.items() if video.synthetic_seed is not None and name not in PRETRAIN_PEOPLE
+    ]
+
+
+def synthetic_section(wildcards):
+    """The render settings of a synthetic video, as JSON: pretraining people have their own."""
+    if wildcards.subject in PRETRAIN_PEOPLE:
+        render = {key: value for key, value in config["pretrain"]["synthetic"].items() if key != "seeds"}
+        return json.dumps(render, sort_keys=True)
+    return section_json("synthetic")
 
 
 def video_of(name):
@@ -85,6 +109,8 @@ def sections_json(*names):
 def pretrain_subjects():
     """Subjects whose IUV pretrains the UV generator (config pretrain.subjects)."""
     chosen = config["pretrain"]["subjects"]
+    if chosen == "synthetic":
+        return sorted(PRETRAIN_PEOPLE)
     names = sorted(SUBJECTS) if chosen == "all" else chosen
     unknown = sorted(set(names) - set(SUBJECTS))
     if unknown:
@@ -95,12 +121,31 @@ def pretrain_subjects():
 TRAINING_CACHES = ["frames", "pose2d", "labels3d", "masks", "flow", "background", "texture"]
 
 
+# What pretraining reads of each subject (posetransfer.dataset.SubjectPaths).
+PRETRAIN_CACHES = ["frames", "pose2d", "labels3d", "masks", "flow", "background"]
+
+
 def pretrain_inputs(wildcards):
-    return expand("results/{subject}/{stage}.h5", subject=pretrain_subjects(), stage=TRAINING_CACHES)
+    return expand("results/{subject}/{stage}.h5", subject=pretrain_subjects(), stage=PRETRAIN_CACHES)
 
 
 def subject_training_inputs(wildcards):
     return expand("results/{subject}/{stage}.h5", subject=wildcards.subject, stage=TRAINING_CACHES)
+
+
+def pretrained_uv(wildcards):
+    """The pretrained UV generator, for variants whose UV generator sees the pose only: with
+    model.uv_input pose+body_iuv it starts from the fitted body's IUV and needs no pretraining."""
+    variant = variant_of(wildcards)
+    pose_only = config["model"]["uv_input"] == "pose" or variant == "pose_only_uv"
+    if variant == "pose_to_image" or not pose_only:
+        return {}
+    return {"pretrained": "results/pretrain/uvgen_pretrained.pt"}
+
+
+def pretrained_flag(wildcards, input):
+    """The train command's --pretrained option where the rule has that input."""
+    return f"--pretrained {shlex.quote(input.pretrained)}" if "pretrained" in input.keys() else ""
 
 
 def variant_of(wildcards):

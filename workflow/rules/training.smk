@@ -28,8 +28,8 @@ rule pretrain_uv:
 
 rule train:
     input:
+        unpack(pretrained_uv),
         caches=subject_training_inputs,
-        pretrained="results/pretrain/uvgen_pretrained.pt",
     output:
         model="results/{subject}/model{variant}/model.pt",
         losses="results/{subject}/model{variant}/losses.csv",
@@ -51,6 +51,7 @@ rule train:
         config=sections_json("seed", "train", "model", "losses", "perceptual"),
         device=config["device"],
         variant=variant_of,
+        pretrained=pretrained_flag,
     log:
         "logs/{subject}/train{variant}.log",
     benchmark:
@@ -64,7 +65,7 @@ rule train:
         ENV
     shell:
         "posetransfer train {params.subject_dir:q} {params.out_dir:q} --config {params.config:q}"
-        " --pretrained {input.pretrained:q} --variant {params.variant} --device {params.device}"
+        " {params.pretrained} --variant {params.variant} --device {params.device}"
         " > {log:q} 2>&1"
 
 
