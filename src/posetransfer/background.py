@@ -7,12 +7,14 @@ by OpenCV inpainting from their seen surroundings. The dilation keeps the soft e
 person (hair, motion blur, mask errors) out of the median.
 
 The median runs over bands of rows, so memory is bounded (``band_bytes``) whatever the length of
-the video: frames and masks are read band by band (they may be HDF5 datasets).
+the video: frames and masks (HDF5 datasets) are read once, a block of frames at a time, and
+rewritten band-major to scratch files beside the output, from which each band is read back.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,15 +77,53 @@ def _check_inputs(frames: FrameArray, masks: FrameArray) -> None:
         raise ValueError("need at least one frame")
 
 
-def _dilated_band(masks: FrameArray, row0: int, row1: int, radius: int) -> np.ndarray:
-    """Masks of rows [row0, row1) dilated by a disc of ``radius``, reading ``radius`` rows around."""
-    height = masks.shape[1]
-    top, bottom = max(0, row0 - radius), min(height, row1 + radius)
-    band = np.asarray(masks[:, top:bottom], dtype=np.uint8)
-    if radius > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        band = np.stack([cv2.dilate(m, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) for m in band])
-    return band[:, row0 - top : row0 - top + (row1 - row0)].astype(bool)
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """A (H, W) bool mask dilated by a disc of ``radius`` pixels (nothing outside the image)."""
+    if radius <= 0:
+        return mask.astype(bool)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    dilated = cv2.dilate(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return dilated.astype(bool)
+
+
+class _BandFiles:
+    """The video split into bands of rows, each band's frames one after another in its own file.
+
+    One pass over the frames (read ``block`` at a time) writes them; then each band reads back
+    as one contiguous (N, rows, W, 3) array. Reading bands straight from the frame-major cache
+    would decompress every frame once per band.
+    """
+
+    def __init__(self, folder: Path, height: int, rows: int) -> None:
+        self.bands = [(row0, min(height, row0 + rows)) for row0 in range(0, height, rows)]
+        self._paths = [(folder / f"band{i}.rgb", folder / f"band{i}.covered") for i in range(len(self.bands))]
+
+    def write(self, frames: FrameArray, masks: FrameArray, radius: int, block: int = 32) -> None:
+        handles = [(open(a, "wb"), open(b, "wb")) for a, b in self._paths]  # noqa: SIM115 (closed below)
+        try:
+            count = frames.shape[0]
+            starts = range(0, count, block)
+            for start in progress(starts, len(starts), "background pass 1", unit="block"):
+                images = np.asarray(frames[start : start + block])
+                covered = [_dilate(mask, radius) for mask in np.asarray(masks[start : start + block])]
+                for image, cover in zip(images, covered, strict=True):
+                    for (row0, row1), (rgb, cov) in zip(self.bands, handles, strict=True):
+                        rgb.write(image[row0:row1].tobytes())
+                        cov.write(cover[row0:row1].tobytes())
+        finally:
+            for rgb, cov in handles:
+                rgb.close()
+                cov.close()
+
+    def read(self, band: int, count: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Band ``band``'s (N, rows, W, 3) uint8 values and (N, rows, W) covered flags."""
+        row0, row1 = self.bands[band]
+        rgb, cov = self._paths[band]
+        values = np.fromfile(rgb, np.uint8).reshape(count, row1 - row0, width, 3)
+        covered = np.fromfile(cov, np.bool_).reshape(count, row1 - row0, width)
+        rgb.unlink()
+        cov.unlink()
+        return values, covered
 
 
 def masked_median(values: np.ndarray, covered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,29 +158,30 @@ def estimate(
     masks: FrameArray,
     params: BackgroundParams,
     band_bytes: int = 128 << 20,
+    scratch_dir: str | Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Background (H, W, 3) uint8, seen (H, W) bool and seen_count (H, W) int32 from a video.
 
     ``frames`` (N, H, W, 3) uint8 and ``masks`` (N, H, W) bool (True on the person) may be numpy
     arrays or HDF5 datasets. Rows are processed in bands whose uint16 sort buffer is at most
     ``band_bytes``; peak memory is about 1.6 times that (the band as read, plus its masks), so
-    1000 frames of 512 x 512 need about 200 MB, read in bands of 43 rows.
+    1000 frames of 512 x 512 need about 200 MB, in bands of 43 rows. The frames are read once,
+    a block at a time, and rewritten band-major to files in ``scratch_dir`` (default: the system's
+    temporary folder; as large as the video uncompressed), from which each band is read back.
     """
     _check_inputs(frames, masks)
-    _, height, width, _ = frames.shape
+    count, height, width, _ = frames.shape
     if params.inpaint not in INPAINT_METHODS:
         raise ConfigError(f"background.inpaint: unknown method {params.inpaint!r}")
-    radius = params.dilate_at(height)
-    rows = _band_rows(frames, band_bytes)
     background = np.zeros((height, width, 3), np.uint8)
     seen_count = np.zeros((height, width), np.int32)
-    bands = range(0, height, rows)
-    for row0 in progress(bands, len(bands), "background bands"):
-        row1 = min(height, row0 + rows)
-        covered = _dilated_band(masks, row0, row1, radius)
-        background[row0:row1], seen_count[row0:row1] = masked_median(
-            np.asarray(frames[:, row0:row1]), covered
-        )
+    with tempfile.TemporaryDirectory(prefix=".background-", dir=scratch_dir) as folder:
+        bands = _BandFiles(Path(folder), height, _band_rows(frames, band_bytes))
+        bands.write(frames, masks, params.dilate_at(height))
+        for band in progress(range(len(bands.bands)), len(bands.bands), "background bands", unit="band"):
+            row0, row1 = bands.bands[band]
+            values, covered = bands.read(band, count, width)
+            background[row0:row1], seen_count[row0:row1] = masked_median(values, covered)
     seen = seen_count > 0
     return fill_unseen(background, seen, params), seen, seen_count
 
@@ -175,7 +216,8 @@ def run(
             )
         source_sha256 = frames_cache.attrs["source_sha256"]
         resolution = int(frames_cache.attrs["resolution"])
-        background, seen, seen_count = estimate(frames, mask, params)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        background, seen, seen_count = estimate(frames, mask, params, scratch_dir=Path(out).parent)
         first_frame = frames_cache.read("frames", 0)
     seen_fraction = float(seen.mean())
     with cache.write_cache(out, "background", asdict(params), source_sha256) as writer:
