@@ -1,12 +1,16 @@
 # posetransfer: one video of a person -> a person-specific neural video renderer.
 # Run `snakemake --cores 2` here; see README.md. Stages live in workflow/rules/,
 # their logic in the posetransfer package (src/posetransfer/); each rule calls one module.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The config.yaml of the folder you run in; without one, the defaults beside this Snakefile
+# (README, "Run it from your own folder"). --configfile files are read on top of it.
+configfile: "config.yaml" if os.path.exists("config.yaml") else f"{workflow.basedir}/config.yaml"
 
 
 envvars:

@@ -50,7 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         "defaults, and check the subject sheet it names (every video must exist).",
     )
     check.add_argument(
-        "--config", default="config.yaml", type=Path, help="config file (default: %(default)s)"
+        "--configfile",
+        "--config",
+        dest="configfiles",
+        nargs="+",
+        type=Path,
+        default=[Path("config.yaml")],
+        metavar="FILE",
+        help="config file(s), overlaid as `snakemake --configfile A B` does: later files win, mappings "
+        "merge key by key (default: config.yaml); a relative sheet path is read from the last one's folder",
     )
     check.add_argument("--show", action="store_true", help="print the config with every default filled in")
 
@@ -298,17 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "check-config":
-        from posetransfer.config import check_hardware, load_config, load_subjects
+        from posetransfer.config import check_hardware, load_configs, load_subjects
 
-        config = load_config(args.config)
+        config = load_configs(args.configfiles)
+        weights.check_required(config)
         check_hardware(config)
         sheet = Path(config["subjects"])
-        subjects = load_subjects(sheet if sheet.is_absolute() else args.config.parent / sheet)
+        subjects = load_subjects(sheet if sheet.is_absolute() else args.configfiles[-1].parent / sheet)
         if args.show:
             import yaml
 
             print(yaml.safe_dump(config, sort_keys=False), end="")
-        print(f"{args.config}: valid; {len(subjects)} subject(s):")
+        print(f"{', '.join(map(str, args.configfiles))}: valid; {len(subjects)} subject(s):")
         for subject in subjects:
             print(f"  {subject.name}: {subject.video}")
         return 0

@@ -11,7 +11,7 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,17 @@ def _validate(instance: dict[str, Any], schema: Mapping[str, Any], prefix: str) 
     validator = _DefaultingValidator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
-        raise ConfigError(_describe(errors[0], prefix))
+        problem = ConfigError(_describe(errors[0], prefix))
+        problem.key_paths = _key_paths(errors[0])  # which keys, so a caller can name the file that set them
+        raise problem
+
+
+def _key_paths(error: jsonschema.ValidationError) -> list[tuple]:
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties":
+        unknown = set(error.instance) - set(error.schema.get("properties", {}))
+        return [(*path, name) for name in sorted(unknown)]
+    return [path]
 
 
 def validate_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -102,7 +112,8 @@ def _exact_integers(instance: Any, schema: Mapping[str, Any]) -> Any:
     return instance
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """One config file (YAML or JSON) as a mapping, not yet validated."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("config file not found", path)
@@ -113,10 +124,69 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"not valid YAML ({exc.__class__.__name__})", path) from exc
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping of keys to values", path)
+    return raw or {}
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    return load_configs([path])
+
+
+def load_configs(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Config files overlaid as ``snakemake --configfile A B`` does (later files win, mappings merged
+    key by key with Snakemake's own ``update_config``), validated; an error names the file."""
+    from snakemake.utils import update_config
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        update_config(merged, read_config_file(path))
+    return validate_config_files(merged, paths)
+
+
+def validate_config_files(config: Mapping[str, Any] | None, files: Sequence[str | Path]) -> dict[str, Any]:
+    """:func:`validate_config` of a config overlaid from ``files`` (in overlay order): an error names
+    the last file that sets the key at fault, and says so when that file is no config at all
+    (``snakemake --configfile mine.yaml results/x.json`` reads the target as a second config file)."""
     try:
-        return validate_config(raw)
-    except ConfigError as exc:
-        raise ConfigError(str(exc), path) from None
+        return validate_config(config)
+    except ConfigError as problem:
+        holder = _holder(getattr(problem, "key_paths", []), files)
+        if holder is None:
+            raise
+        message = str(problem)
+        if not _has_config_keys(_read_quietly(holder)):
+            message += (
+                f"; {holder} holds no config key at all: a target written after --configfile is read"
+                " as one more config file (put targets before --configfile)"
+            )
+        raise ConfigError(message, holder) from None
+
+
+def _read_quietly(path: str | Path) -> Any:
+    try:
+        return read_config_file(path)
+    except ConfigError:
+        return None
+
+
+def _holder(key_paths: Sequence[tuple], files: Sequence[str | Path]) -> Path | None:
+    """The last of ``files`` that sets any of ``key_paths``."""
+    for path in reversed(files):
+        data = _read_quietly(path)
+        for key_path in key_paths:
+            node = data
+            for part in key_path:
+                in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+                if not (in_list or (isinstance(node, Mapping) and part in node)):
+                    break
+                node = node[part]
+            else:
+                return Path(path)
+    return None
+
+
+def _has_config_keys(data: Any) -> bool:
+    known = _load_schema("config.schema.yaml").get("properties", {})
+    return isinstance(data, Mapping) and (not data or any(key in known for key in data))
 
 
 def section_hash(section: Any) -> str:

@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posetransfer import preview
 from posetransfer.dataset import SubjectData, SubjectPaths
 from posetransfer.model import losses
 from posetransfer.model.networks import UVGenerator
 from posetransfer.progress import progress
+from posetransfer.tracking import TrainingLog
 from posetransfer.training import PRESETS, save_checkpoint, seed_everything
 
 log = logging.getLogger(__name__)
@@ -54,9 +56,17 @@ class PretrainConfig:
 
 
 def run(
-    subject_dirs: Sequence[str | Path], out: str | Path, config: PretrainConfig, device: str = "auto"
+    subject_dirs: Sequence[str | Path],
+    out: str | Path,
+    config: PretrainConfig,
+    device: str = "auto",
+    tensorboard: bool = True,
 ) -> None:
-    """Pretrain on the valid frames of every subject; write the UV generator's weights to ``out``."""
+    """Pretrain on the valid frames of every subject; write the UV generator's weights to ``out``.
+
+    With ``tensorboard``, losses, learning rate, steps/s and a parts/UV sample per epoch go to
+    ``tensorboard/`` beside ``out`` (people's view only: the weights are the same without).
+    """
     from posetransfer.synthesize import resolve_device
 
     device = resolve_device(device)
@@ -73,6 +83,7 @@ def run(
         steps,
     )
     history = []
+    board = TrainingLog(Path(out).parent / "tensorboard") if tensorboard else None
     for epoch in range(config.epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(len(samples))
         for step in progress(range(steps), steps, f"pretrain epoch {epoch + 1}/{config.epochs}", unit="step"):
@@ -85,12 +96,57 @@ def run(
             terms["total"].backward()
             optimizer.step()
             history.append({key: value.item() for key, value in terms.items()})
+            _track_step(board, epoch * steps + step + 1, history[-1], optimizer)
+        if board is not None:
+            board.image("samples/parts_uv", (epoch + 1) * steps, _sample_grid(batch, logits, uv))
         last = history[-steps:]
         log.info(
             "epoch %d: parts CE %.4f, UV L1 %.4f",
             epoch + 1, np.mean([h["parts"] for h in last]), np.mean([h["uv"] for h in last]),
         )  # fmt: skip
+    if board is not None:
+        board.close()
     save_checkpoint(
         Path(out), {"uv_generator": model.state_dict(), "config": asdict(config), "history": history}
     )
     log.info("wrote %s", out)
+
+
+def _track_step(
+    board: TrainingLog | None, step: int, terms: dict[str, float], optimizer: torch.optim.Optimizer
+) -> None:
+    """Loss terms, learning rate and steps/s of one step in TensorBoard (nothing without a board)."""
+    if board is None:
+        return
+    values = {f"loss/{name}": value for name, value in terms.items()}
+    values["train/lr"] = optimizer.param_groups[0]["lr"]
+    rate = board.rate(step)
+    if rate is not None:
+        values["train/steps_per_second"] = rate
+    board.scalars(step, values)
+
+
+def _sample_grid(batch: dict[str, torch.Tensor], logits: torch.Tensor, uv: torch.Tensor) -> np.ndarray:
+    """The batch's first frame: pose label, true parts, predicted parts, predicted UV (U red, V green)."""
+    from matplotlib import colormaps
+
+    palette = np.zeros((logits.shape[1], 3), np.uint8)  # part 0 (background) black
+    palette[1:] = (colormaps["gist_rainbow"](np.linspace(0, 1, logits.shape[1] - 1))[:, :3] * 255).astype(
+        np.uint8
+    )
+    with torch.no_grad():
+        predicted = logits[0].argmax(0)
+        index = (predicted - 1).clamp(min=0)
+        picked = uv[0].gather(0, index[None, None].expand(1, 2, -1, -1))[0]  # (2, H, W): UV of that part
+        body = (predicted > 0).float()
+        uv_rgb = torch.cat([picked * body, torch.zeros_like(picked[:1])]) * 255
+        pose = (batch["pose"][0, :3].float().clamp(-1, 1) + 1) * 127.5
+    tiles = [
+        pose.round().byte().permute(1, 2, 0).cpu().numpy(),
+        palette[batch["parts"][0].cpu().numpy()],
+        palette[predicted.cpu().numpy()],
+        uv_rgb.round().byte().permute(1, 2, 0).cpu().numpy(),
+    ]
+    return preview.contact_sheet(
+        tiles, ["pose label", "true parts", "predicted parts", "predicted UV"], 160, 4
+    )
