@@ -50,7 +50,7 @@ def test_a_resumed_run_shows_each_step_once(tmp_path):
     with TrainingLog(folder) as board:  # killed after step 8; its checkpoint was at step 5
         for step in range(1, 9):
             board.scalars(step, {"loss/total": 1.0})
-    with TrainingLog(folder, start_step=6) as board:
+    with TrainingLog(folder, start_step=5) as board:  # resumed from that checkpoint
         for step in range(6, 11):
             board.scalars(step, {"loss/total": 2.0})
     events = read(folder).Scalars("loss/total")

@@ -2,17 +2,17 @@
 
 Usage (``tensorboard --logdir results`` then shows every run under ``results/``)::
 
-    with TrainingLog(out_dir / "tensorboard", start_step=step) as board:  # step: 0, or the resumed step
+    with TrainingLog(out_dir / "tensorboard", start_step=step) as board:  # 0, or the checkpoint's step
         for ...:
             board.scalars(step, {"loss/total": 1.2, "loss/l2": 0.3, "train/lr": 2e-4})
             board.image("samples", step, grid)  # (H, W, 3) uint8
 
 Event files are outputs for people, not inputs: nothing reads them back, they may be deleted at any
 time, and writing them touches no random number generator, model or checkpoint, so training with
-or without them gives the same checkpoints. A resumed run passes the checkpoint's step as
-``start_step``: TensorBoard then hides every event the killed run wrote at or after that step, so
-no step appears twice. A fresh run (``start_step`` 0) removes the event files of an earlier run
-in the same folder.
+or without them gives the same checkpoints. A resumed run passes the step its checkpoint holds (the
+last step done) as ``start_step``: TensorBoard then hides every event the killed run wrote after
+that step, so no step appears twice. A fresh run (``start_step`` 0) removes the event files of
+an earlier run in the same folder.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class TrainingLog:
         if start_step == 0:
             for stale in self.log_dir.glob(EVENT_FILE_GLOB):  # an earlier run of the same output
                 stale.unlink()
-        # purge_step: TensorBoard drops the earlier events at steps >= start_step (a killed run's tail)
-        self._writer = SummaryWriter(str(self.log_dir), purge_step=start_step, flush_secs=FLUSH_SECONDS)
+        # purge_step: TensorBoard drops earlier events at steps >= purge_step (a killed run's tail)
+        self._writer = SummaryWriter(str(self.log_dir), purge_step=start_step + 1, flush_secs=FLUSH_SECONDS)
         self._last: tuple[int, float] | None = None
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
