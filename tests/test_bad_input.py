@@ -462,4 +462,5 @@ def test_row1_keep_going_trains_and_evaluates_the_healthy_subject(tmp_path, anny
         f"  subject broken, rule frames: posetransfer: error: {broken}: not a readable video ("
     )
     assert len(summary) == 2
-    assert not (results / "broken").exists() or not any((results / "broken").rglob("*.h5"))
+    # Nothing of the broken subject's is left but the empty folder Snakemake made for its outputs.
+    assert not [path for path in (results / "broken").rglob("*") if path.is_file()]

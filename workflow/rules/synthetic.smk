@@ -34,7 +34,7 @@ rule synthesize:
         ),
     params:
         seed=lambda wildcards: VIDEOS[wildcards.subject].synthetic_seed,
-        synthetic=section_json("synthetic"),
+        synthetic=synthetic_section,
         cache_dir=lambda wildcards, input: os.path.dirname(input.body_model),
         device=config["device"],
         seconds=config["preview"]["seconds"],
@@ -84,3 +84,34 @@ rule truth_labels:
         "posetransfer truth-labels {input.truth:q} {input.frames:q} {output.cache:q}"
         " --anny-cache {params.cache_dir:q} --fitted {input.fitted:q} --metrics {output.metrics:q}"
         " > {log:q} 2>&1"
+
+
+# The pretraining people's 3D labels and IUV are the true ones: rendered from the mesh they were
+# made with, into their frames' crop, by the labels3d stage's own code; no body fit.
+ruleorder: pretrain_person_labels > labels3d
+
+
+rule pretrain_person_labels:
+    input:
+        truth="results/pretrain/{person}/synthetic/truth.h5",
+        frames="results/pretrain/{person}/frames.h5",
+        body_model=ANNY_MARKER,
+    output:
+        "results/pretrain/{person}/labels3d.h5",
+    wildcard_constraints:
+        person=r"synthetic-\d+",
+    params:
+        cache_dir=lambda wildcards, input: os.path.dirname(input.body_model),
+    log:
+        "logs/pretrain/{person}/labels3d.log",
+    benchmark:
+        "benchmarks/pretrain/{person}/labels3d.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "posetransfer truth-labels {input.truth:q} {input.frames:q} {output:q}"
+        " --anny-cache {params.cache_dir:q} > {log:q} 2>&1"
