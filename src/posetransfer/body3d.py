@@ -20,6 +20,7 @@ Frames without enough keypoints are carried by the smoothness term from their ne
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Iterator, Mapping
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from posetransfer import cache
+from posetransfer.body3d_smpl import SmplFit, load_smpl
 from posetransfer.errors import ConfigError
 from posetransfer.input_warnings import picture_in_crop
 from posetransfer.keypoints import BODY25_FROM_COCO23
@@ -131,18 +133,21 @@ class AnnyFit(torch.nn.Module):
     """
 
     def __init__(
-        self, model, regressor, count: int, init_translation: np.ndarray, mesh_joints: bool = False
+        self,
+        model,
+        regressor,
+        joints_model,
+        count: int,
+        init_translation: np.ndarray,
+        mesh_joints: bool = False,
     ) -> None:
         super().__init__()
         import roma
 
-        from posetransfer.anny_joints import AnnyJoints
-
-        self.model, self.regressor, self._roma = model, regressor, roma
+        self.model, self.regressor, self.joints_model, self._roma = model, regressor, joints_model, roma
         self.mesh_joints = mesh_joints
         dtype, device = model.dtype, model.template_vertices.device
         self.bones = [list(model.bone_labels).index(name) for name in FITTED_BONES]
-        self.joints_model = AnnyJoints(model, regressor, [0, *self.bones])
         root = roma.rotmat_to_rotvec(torch.as_tensor(ANNY_TO_CAMERA, dtype=dtype, device=device))
         self.phenotype = torch.nn.Parameter(torch.zeros(len(PHENOTYPE_NAMES), dtype=dtype, device=device))
         self.root = torch.nn.Parameter(root.repeat(count, 1))
@@ -165,6 +170,10 @@ class AnnyFit(torch.nn.Module):
 
     def faces(self) -> np.ndarray:
         return self.model.faces.cpu().numpy().astype(np.int32)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.model.template_vertices.shape[0])
 
     def shape_terms(self):
         """What the current phenotype contributes to every frame's joints (None on the mesh path)."""
@@ -271,6 +280,25 @@ def fit(
     ``mesh_joints``: regress the joints from the whole skinned mesh every step (the slow
     reference path; same values).
     """
+    args = (keypoints25, world33, valid, K, resolution, params, anny_cache, device, mesh_joints)
+    fit_module, result = solve(*args)
+    with torch.no_grad():
+        result["vertices"] = np.concatenate(list(posed_vertices(fit_module)))
+    return result
+
+
+def solve(
+    keypoints25: np.ndarray,
+    world33: np.ndarray,
+    valid: np.ndarray,
+    K: np.ndarray,
+    resolution: int,
+    params: Body3dParams,
+    anny_cache: str | Path,
+    device: str = "cpu",
+    mesh_joints: bool = False,
+) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
+    """:func:`fit` but for the vertices: the fitted module (pose them with :func:`posed_vertices`)."""
     keypoints, weights = to_coco23(np.where(valid[:, None, None], keypoints25, 0.0), params.min_confidence)
     constrained, fitted = usable_frames(weights, params.max_gap)
     if not constrained.any():
@@ -296,16 +324,14 @@ def fit(
     with torch.no_grad():
         joints = fit_module.joints()
         projected = project(joints, targets.focal, targets.center)
-        vertices = posed_vertices(fit_module)
     error = np.linalg.norm(projected.cpu().numpy() - keypoints, axis=-1)
     seen = weights > 0
     residual = np.where(
         seen.any(axis=1), (error * seen).sum(axis=1) / np.maximum(seen.sum(axis=1), 1), np.nan
     )
-    return {
+    return fit_module, {
         "deltas": fit_module.deltas().detach().cpu().numpy().astype(np.float32),
         "phenotype": fit_module.phenotype_values().detach().cpu().numpy().astype(np.float32),
-        "vertices": vertices,
         "joints3d": joints.cpu().numpy().astype(np.float32),
         "joints2d": projected.cpu().numpy().astype(np.float32),
         "residual_px": residual.astype(np.float32),
@@ -351,14 +377,10 @@ def optimize(fit_module: torch.nn.Module, targets: Targets, params: Body3dParams
                 log.debug("%s %d: %s", stage, step, {k: round(v.item(), 3) for k, v in terms.items()})
 
 
-def posed_vertices(fit_module: torch.nn.Module, chunk: int = 64) -> np.ndarray:
-    """Every frame's mesh (N, V, 3) float32, posed ``chunk`` frames at a time to bound memory."""
-    count = len(fit_module.root)
-    parts = [
-        fit_module.posed(slice(start, start + chunk))["vertices"].cpu().numpy().astype(np.float32)
-        for start in range(0, count, chunk)
-    ]
-    return np.concatenate(parts)
+def posed_vertices(fit_module: torch.nn.Module, chunk: int = 64) -> Iterator[np.ndarray]:
+    """Every frame's mesh as float32 (n, V, 3) blocks of ``chunk`` frames (call under no_grad)."""
+    for start in range(0, len(fit_module.root), chunk):
+        yield fit_module.posed(slice(start, start + chunk))["vertices"].cpu().numpy().astype(np.float32)
 
 
 def run(
@@ -383,12 +405,14 @@ def run(
     with cache.open_cache(frames_h5, "frames") as frames_cache, cache.open_cache(pose2d_h5, "pose2d") as pose:
         attrs = {key: frames_cache.attrs[key] for key in ("crop_box", "source_size", "resolution")}
         keypoints, world, valid = pose.read("keypoints"), pose.read("world_landmarks"), pose.read("valid")
-        source_sha256 = frames_cache.attrs["source_sha256"]
+        source_sha256, fps = frames_cache.attrs["source_sha256"], float(frames_cache.attrs["fps"])
     resolution = int(attrs["resolution"])
     K = camera_intrinsics(attrs, params.focal)
     device = resolve_device(device)
     torch.manual_seed(0)
-    result = fit(keypoints, world, valid, K, resolution, params, anny_cache, device, mesh_joints)
+    fit_module, result = solve(
+        keypoints, world, valid, K, resolution, params, anny_cache, device, mesh_joints
+    )
     constrained, fitted = result["constrained"], result["fitted"]
     interpolated = np.flatnonzero(fitted & ~constrained)
     skipped = np.flatnonzero(~fitted)
@@ -402,8 +426,11 @@ def run(
         )
     if len(skipped):
         log.warning("%d frames in long gaps not fitted: %s", len(skipped), format_ranges(skipped))
+    preview_frames = min(len(fitted), max(1, round(preview_seconds * fps)))
     with cache.write_cache(out, "body3d", asdict(params), source_sha256) as writer:
-        for name in ("deltas", "vertices", "joints3d", "joints2d", "residual_px", "fitted", "constrained"):
+        writer.array("deltas", result["deltas"])
+        preview_vertices = write_vertices(writer, fit_module, preview_frames)
+        for name in ("joints3d", "joints2d", "residual_px", "fitted", "constrained"):
             writer.array(name, result[name])
         writer.array("phenotype", result["phenotype"])
         writer.array("faces", result["faces"])
@@ -423,10 +450,9 @@ def run(
     log.info("wrote %s", out)
     if preview_mp4 is not None:
         with cache.open_cache(frames_h5, "frames") as frames_cache:  # frames read as they are drawn
-            frames, fps = frames_cache.dataset("frames"), float(frames_cache.attrs["fps"])
             write_preview(
-                frames,
-                result["vertices"],
+                frames_cache.dataset("frames"),
+                preview_vertices,
                 result["faces"],
                 K,
                 fitted,
@@ -435,6 +461,18 @@ def run(
                 preview_seconds,
                 picture_in_crop(attrs),
             )
+
+
+def write_vertices(writer: cache.CacheWriter, fit_module: torch.nn.Module, keep: int) -> np.ndarray:
+    """Pose and append every frame's mesh to ``vertices`` a chunk at a time; the first ``keep``."""
+    count, size = len(fit_module.root), fit_module.num_vertices
+    kept = []
+    with torch.no_grad(), writer.rows("vertices", count, (size, 3), np.float32) as rows:
+        for block in posed_vertices(fit_module):
+            rows.append(block)
+            if sum(map(len, kept)) < keep:
+                kept.append(block[: keep - sum(map(len, kept))])
+    return np.concatenate(kept)
 
 
 def crop_camera(K: np.ndarray, resolution: int):
@@ -503,6 +541,15 @@ def body_model_fit(
     """The unknowns and forward pass of the configured body model (frozen model, float64)."""
     if params.backend == "smplx":
         return SmplFit(load_smpl(params), count, init_translation).to(device)
+    model, regressor, joints_model = frozen_anny(str(Path(anny_cache).resolve()), device)
+    return AnnyFit(model, regressor, joints_model, count, init_translation, mesh_joints).to(device)
+
+
+@functools.lru_cache(maxsize=2)
+def frozen_anny(anny_cache: str, device: str):
+    """Anny, its COCO-23 regressor and their AnnyJoints on ``device``, frozen; loaded once per
+    process (about 10 s), so that fits in one process (tests, benchmarks) share them."""
+    from posetransfer.anny_joints import AnnyJoints
     from posetransfer.synthetic.body import _import_anny
 
     anny = _import_anny(Path(anny_cache))
@@ -510,109 +557,5 @@ def body_model_fit(
     regressor = anny.KeypointsRegressor.coco(model).to(device)
     for module in (model, regressor):
         module.requires_grad_(False)
-    return AnnyFit(model, regressor, count, init_translation, mesh_joints).to(device)
-
-
-# --- the smplx backend (SMPL through the smplx package, with the user's model file) ---------------
-
-# SMPL's frame (Y up, facing +Z) to camera axes (x right, y down, z forward): a half turn about X.
-SMPL_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
-# COCO-23 (posetransfer.keypoints.ANNY_COCO23_NAMES order) from smplx's SMPL joints: the 24
-# skeleton joints, then its vertex joints 24-34 (nose, right eye, left eye, right ear, left ear,
-# left big toe, left small toe, left heel, right big toe, right small toe, right heel).
-SMPL_COCO23 = [24, 26, 25, 28, 27, 16, 17, 18, 19, 20, 21, 1, 2, 4, 5, 7, 8, 29, 32, 30, 33, 31, 34]
-SMPL_FILE = "SMPL_NEUTRAL.pkl"
-
-
-def load_smpl(params: Body3dParams):
-    """smplx's SMPL model from ``body3d.smplx_model_dir`` (a folder with SMPL_NEUTRAL.pkl, or the file)."""
-    import pickle
-
-    folder = params.smplx_model_dir
-    if folder is None:
-        raise ConfigError(
-            f"body3d.smplx_model_dir: required by body3d.backend smplx (a folder with {SMPL_FILE})"
-        )
-    path = Path(folder).expanduser()
-    if not path.exists():
-        raise ConfigError(f"body3d.smplx_model_dir: SMPL model folder {folder} does not exist")
-    model_file = path / SMPL_FILE if path.is_dir() else path
-    if not model_file.is_file():
-        raise ConfigError(
-            f"body3d.smplx_model_dir: no {SMPL_FILE} here (SMPL's model files come from smpl.is.tue.mpg.de)",
-            model_file,
-        )
-    try:
-        import smplx
-    except ImportError as exc:
-        raise ConfigError("body3d.backend smplx needs the smplx package: pip install smplx==0.1.28") from exc
-    try:
-        model = smplx.SMPL(model_path=str(model_file), dtype=torch.float64)
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        KeyError,
-        AttributeError,
-        ValueError,
-        ModuleNotFoundError,
-    ) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(
-            f"body3d.smplx_model_dir: cannot load this SMPL model ({type(exc).__name__}: {first}); files"
-            " pickled with chumpy need chumpy installed or a chumpy-free copy",
-            model_file,
-        ) from exc
-    return model.requires_grad_(False)
-
-
-class SmplFit(torch.nn.Module):
-    """The smplx backend's unknowns: SMPL betas for the video; per frame the global orientation,
-    the 23 joint rotations (axis-angle) and the translation, in camera space."""
-
-    def __init__(self, model, count: int, init_translation: np.ndarray) -> None:
-        super().__init__()
-        import roma
-
-        self.model, self._roma = model, roma
-        dtype = model.shapedirs.dtype
-        root = roma.rotmat_to_rotvec(torch.as_tensor(SMPL_TO_CAMERA, dtype=dtype))
-        self.phenotype = torch.nn.Parameter(torch.zeros(model.num_betas, dtype=dtype))  # betas
-        self.root = torch.nn.Parameter(root.repeat(count, 1))
-        self.translation = torch.nn.Parameter(torch.as_tensor(init_translation, dtype=dtype))
-        self.rotations = torch.nn.Parameter(torch.zeros(count, 23, 3, dtype=dtype))
-
-    def phenotype_values(self) -> torch.Tensor:
-        return self.phenotype
-
-    def shape_prior(self) -> torch.Tensor:
-        """SMPL's betas are unit-Gaussian: their squared norm."""
-        return (self.phenotype**2).sum()
-
-    def faces(self) -> np.ndarray:
-        return np.asarray(self.model.faces, dtype=np.int32)
-
-    def deltas(self) -> torch.Tensor:
-        """(N, 24, 4, 4): the root's rotation and translation, then each joint's local rotation."""
-        count, dtype = len(self.root), self.root.dtype
-        delta = torch.eye(4, dtype=dtype, device=self.root.device).repeat(count, 24, 1, 1)
-        delta[:, 0, :3, :3] = self._roma.rotvec_to_rotmat(self.root)
-        delta[:, 0, :3, 3] = self.translation
-        delta[:, 1:, :3, :3] = self._roma.rotvec_to_rotmat(self.rotations)
-        return delta
-
-    def shape_terms(self) -> None:
-        return None  # SMPL is posed whole every step
-
-    def joints(self, shape=None) -> torch.Tensor:
-        return self.posed()["keypoints"]
-
-    def posed(self, frames: slice = slice(None)) -> dict[str, torch.Tensor]:
-        root = self.root[frames]
-        count = len(root)
-        output = self.model(
-            betas=self.phenotype.expand(count, -1),
-            global_orient=root,
-            body_pose=self.rotations[frames].reshape(count, -1),
-            transl=self.translation[frames],
-        )
-        return {"vertices": output.vertices, "keypoints": output.joints[:, SMPL_COCO23]}
+    bones = [list(model.bone_labels).index(name) for name in FITTED_BONES]
+    return model, regressor, AnnyJoints(model, regressor, [0, *bones])
