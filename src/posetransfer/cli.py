@@ -17,8 +17,9 @@ from posetransfer import __version__, weights
 from posetransfer.errors import PosetransferError
 
 EPILOG = """\
-The workflow itself runs through Snakemake: `snakemake --cores 2` in the project folder.
-These subcommands are what its rules call; check-config and inspect are for you.
+The workflow itself runs through Snakemake: `snakemake --cores 2` in the project folder, or
+`snakemake -s /path/to/posetransfer/Snakefile --configfile config.yaml --cores 2` in your own.
+These subcommands are what its rules call; check-config, inspect and weights are for you.
 Documentation: README.md in the project folder."""
 
 
