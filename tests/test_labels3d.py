@@ -112,3 +112,60 @@ def test_imported_iuv_replaces_the_rendered_one(
     (folder / "frame_0.png").unlink()
     with pytest.raises(PosetransferError, match=f"{folder}: expected {len(rendered)} IUV PNGs"):
         external_iuv(params, synthetic_frames, subject="import")
+
+
+def test_texture_streams_blocks_with_the_sums_of_one_unwrap(synthetic_labels, synthetic_frames, tmp_path):
+    """A 90-frame subject (the clip tiled, some frames unfitted) read in blocks equals one unwrap."""
+    from conftest import rewrite_frames
+
+    from posetransfer import iuv
+
+    with (
+        cache.open_cache(synthetic_frames, "frames") as frames_cache,
+        cache.open_cache(synthetic_labels / "labels3d.h5", "labels3d") as labels,
+    ):
+        order = np.arange(90) % len(frames_cache.dataset("frames"))
+        frames = frames_cache.read("frames")[order]
+        arrays = {name: labels.read(name)[order] for name in ("laplacian", "iuv", "mask", "fitted")}
+        attrs = {key: labels.attrs[key] for key in cache.SPECS["labels3d"].attrs}
+    arrays["fitted"][[3, 40, 41, 77]] = False
+    long_frames = rewrite_frames(synthetic_frames, tmp_path / "frames.h5", frames)
+    with cache.write_cache(tmp_path / "labels3d.h5", "labels3d", {}, "x") as writer:
+        for name, array in arrays.items():
+            writer.array(name, array)
+        writer.attrs.update(attrs)
+    params = TextureParams(size=32)
+    texture.run(long_frames, tmp_path / "labels3d.h5", tmp_path / "texture.h5", tmp_path / "t.png", params)
+    keep = np.flatnonzero(arrays["fitted"])
+    parts, u, v = iuv.from_densepose_png(arrays["iuv"][keep])
+    atlas, count = iuv.unwrap(frames[keep], parts, u, v, params.size, params.fill)
+    with cache.open_cache(tmp_path / "texture.h5", "texture") as cached:
+        assert np.array_equal(cached.read("atlas"), np.round(np.clip(atlas, 0, 1) * 255).astype(np.uint8))
+        assert np.array_equal(cached.read("count"), count)
+
+
+def test_streamed_labels3d_equal_a_list_of_poses(
+    synthetic_labels, synthetic_body3d, anny_cache_dir, tmp_path
+):
+    """run() reads the fit's vertices as it renders; the cache equals rendering them from memory."""
+    from functools import partial
+
+    from posetransfer import iuv
+    from posetransfer.body3d import crop_camera
+    from posetransfer.raster import Rasterizer
+
+    with cache.open_cache(synthetic_body3d, "body3d") as fit:
+        vertices, faces, fitted = fit.read("vertices"), fit.read("faces"), fit.read("fitted")
+        K, resolution = np.asarray(fit.attrs["camera_K"]), int(fit.attrs["resolution"])
+        source_sha256 = fit.attrs["source_sha256"]
+    first = int(np.flatnonzero(fitted)[0])
+    rasterizer = Rasterizer(faces, vertices.shape[1], device="cpu", reference_vertices=vertices[first])
+    render = partial(
+        labels3d.render_labels, rasterizer, faces=faces, camera=crop_camera(K, resolution),
+        charts=iuv.anny_charts(anny_cache_dir),
+    )  # fmt: skip
+    poses = [vertices[index] if fitted[index] else None for index in range(len(vertices))]
+    section = {"laplacian": "cotangent", "scale": labels3d.LAPLACIAN_SCALE}
+    out = tmp_path / "from_memory.h5"
+    labels3d.write_labels(out, section, source_sha256, resolution, poses, render, fitted, "labels3d")
+    assert out.read_bytes() == (synthetic_labels / "labels3d.h5").read_bytes()

@@ -14,7 +14,7 @@ IUV: DensePose's 24 parts and per-part UV charts (``posetransfer.iuv``), in Dens
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -131,27 +131,30 @@ def run(
     tiles: int = 12,
     external: np.ndarray | None = None,
 ) -> None:
-    """3D labels and IUV for every frame of a fitted subject (IUV from ``external`` when given)."""
+    """3D labels and IUV for every frame of a fitted subject (IUV from ``external`` when given).
+
+    The fit's vertices are read a few frames at a time: memory does not grow with the video.
+    """
     with cache.open_cache(body3d_h5, "body3d") as fit:
-        vertices, faces = fit.read("vertices"), fit.read("faces")
-        fitted = fit.read("fitted")
+        faces, fitted = fit.read("faces"), fit.read("fitted")
         K = np.asarray(fit.attrs["camera_K"])
         resolution = int(fit.attrs["resolution"])
         source_sha256 = fit.attrs["source_sha256"]
         backend = fit.attrs.get("backend", "anny")
-    if backend != "anny" and external is None:
-        raise ConfigError(
-            f"iuv.backend: render needs body3d.backend anny (its 24-part charts); {body3d_h5} was fitted"
-            f" with {backend}: use iuv.backend import or densepose"
-        )
-    charts = iuv.anny_charts(anny_cache) if external is None else None  # imported IUV replaces it
-    camera = crop_camera(K, resolution)
-    first = int(np.flatnonzero(fitted)[0]) if fitted.any() else 0
-    rasterizer = Rasterizer(faces, vertices.shape[1], device="cpu", reference_vertices=vertices[first])
-    poses = [vertices[index] if fitted[index] else None for index in range(len(vertices))]
-    render = partial(render_labels, rasterizer, faces=faces, camera=camera, charts=charts)
-    section = {"laplacian": "cotangent", "scale": LAPLACIAN_SCALE}
-    write_labels(out, section, source_sha256, resolution, poses, render, fitted, "labels3d", external)
+        if backend != "anny" and external is None:
+            raise ConfigError(
+                f"iuv.backend: render needs body3d.backend anny (its 24-part charts); {body3d_h5} was"
+                f" fitted with {backend}: use iuv.backend import or densepose"
+            )
+        charts = iuv.anny_charts(anny_cache) if external is None else None  # imported IUV replaces it
+        camera = crop_camera(K, resolution)
+        first = int(np.flatnonzero(fitted)[0]) if fitted.any() else 0
+        reference = fit.read("vertices", first)
+        rasterizer = Rasterizer(faces, len(reference), device="cpu", reference_vertices=reference)
+        poses = (v if fitted[i] else None for i, v in enumerate(fit.iter_rows("vertices")))
+        render = partial(render_labels, rasterizer, faces=faces, camera=camera, charts=charts)
+        section = {"laplacian": "cotangent", "scale": LAPLACIAN_SCALE}
+        write_labels(out, section, source_sha256, resolution, poses, render, fitted, "labels3d", external)
     log.info("wrote %s (Laplacian scale %.1f / m)", out, LAPLACIAN_SCALE)
     write_preview(out, preview_png, tiles)
 
@@ -161,21 +164,29 @@ def write_labels(
     section: Mapping[str, Any],
     source_sha256: str,
     resolution: int,
-    poses: Sequence[np.ndarray | None],
+    poses: Iterable[np.ndarray | None],
     render: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
     fitted: np.ndarray,
     desc: str,
     external: np.ndarray | None = None,
 ) -> None:
-    """Render each pose (None: an empty frame) into a labels3d cache; ``external`` replaces the IUV."""
-    count, size = len(poses), (resolution, resolution)
+    """Render each pose (None: an empty frame; one per ``fitted`` entry) into a labels3d cache.
+
+    ``poses`` may be a generator: each frame is rendered and written as it comes. ``external``
+    replaces the IUV.
+    """
+    count, size = len(fitted), (resolution, resolution)
     with cache.write_cache(out, "labels3d", section, source_sha256) as writer:
         labels = writer.frame_dataset("laplacian", count, (*size, 3), np.float16)
         iuvs = writer.frame_dataset("iuv", count, (*size, 3), np.uint8)
         masks = writer.frame_dataset("mask", count, size, bool)
-        for index in progress(range(count), count, desc):
-            if poses[index] is not None:  # frames in long gaps of the fit stay empty (all zero)
-                labels[index], iuvs[index], masks[index] = render(poses[index])
+        rendered = 0
+        for index, pose in enumerate(progress(poses, count, desc)):
+            rendered += 1
+            if pose is not None:  # frames in long gaps of the fit stay empty (all zero)
+                labels[index], iuvs[index], masks[index] = render(pose)
+        if rendered != count:
+            raise ValueError(f"{rendered} poses for {count} frames")
         if external is not None:
             if external.shape != iuvs.shape:
                 raise ConfigError(f"iuv: imported IUV has shape {external.shape}, expected {iuvs.shape}")
@@ -259,26 +270,47 @@ def run_truth(
         cache.open_cache(truth_h5, "synthetic_truth") as truth,
         cache.open_cache(frames_h5, "frames") as frames,
     ):
-        vertices, faces = truth.read("vertices"), truth.read("faces")
+        faces, reference = truth.read("faces"), truth.read("vertices", 0)
         attrs = {key: truth.attrs[key] for key in ("camera_K", "camera_R", "camera_t")}
         source_index = frames.read("source_index")
         crop_box, resolution = frames.attrs["crop_box"], int(frames.attrs["resolution"])
         source_sha256 = frames.attrs["source_sha256"]
-    camera = truth_camera(attrs, crop_box, resolution)
-    rasterizer = Rasterizer(faces, vertices.shape[1], device="cpu", reference_vertices=vertices[0])
-    poses = [vertices[index] for index in source_index]
-    render = partial(render_labels, rasterizer, faces=faces, camera=camera, charts=charts)
-    fitted = np.ones(len(poses), bool)
-    write_labels(out, {"truth": True}, source_sha256, resolution, poses, render, fitted, "true labels")
+        camera = truth_camera(attrs, crop_box, resolution)
+        rasterizer = Rasterizer(faces, len(reference), device="cpu", reference_vertices=reference)
+        poses = (truth.read("vertices", int(index)) for index in source_index)
+        render = partial(render_labels, rasterizer, faces=faces, camera=camera, charts=charts)
+        fitted = np.ones(len(source_index), bool)
+        write_labels(out, {"truth": True}, source_sha256, resolution, poses, render, fitted, "true labels")
     if fitted_labels_h5 is None:
         return {}
-    with (
-        cache.open_cache(out, "labels3d") as truth,
-        cache.open_cache(fitted_labels_h5, "labels3d") as fitted,
-    ):
-        scores = compare_iuv(fitted.read("iuv"), truth.read("iuv"))
-        both = fitted.read("mask") & truth.read("mask")
-        difference = fitted.read("laplacian").astype(np.float32) - truth.read("laplacian").astype(np.float32)
-        scores["label3d_error"] = float(np.abs(difference[both]).mean())
+    scores = compare_label_caches(fitted_labels_h5, out)
     log.info("fit against the truth: %s", ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     return scores
+
+
+def compare_label_caches(fitted_h5: str | Path, truth_h5: str | Path, block: int = 32) -> dict[str, float]:
+    """:func:`compare_iuv`'s scores and the mean 3D label error of two labels3d caches, read in blocks."""
+    totals = dict.fromkeys(("same", "both", "union", "uv_error", "label_error", "label_values"), 0.0)
+    with cache.open_cache(fitted_h5, "labels3d") as fitted, cache.open_cache(truth_h5, "labels3d") as truth:
+        for start in range(0, len(fitted.dataset("iuv")), block):
+            rows = slice(start, start + block)
+            parts, u, v = iuv.from_densepose_png(fitted.read("iuv", rows))
+            true_parts, true_u, true_v = iuv.from_densepose_png(truth.read("iuv", rows))
+            both = (parts > 0) & (true_parts > 0)
+            same = both & (parts == true_parts)
+            totals["same"] += same.sum()
+            totals["both"] += both.sum()
+            totals["union"] += ((parts > 0) | (true_parts > 0)).sum()
+            totals["uv_error"] += np.hypot(u - true_u, v - true_v)[same].sum(dtype=np.float64)
+            masks = fitted.read("mask", rows) & truth.read("mask", rows)
+            difference = fitted.read("laplacian", rows).astype(np.float32) - truth.read("laplacian", rows)
+            totals["label_error"] += np.abs(difference[masks]).sum(dtype=np.float64)
+            totals["label_values"] += difference[masks].size
+    return {
+        "part_accuracy": float(totals["same"] / max(totals["both"], 1)),
+        "uv_error": float(totals["uv_error"] / totals["same"]) if totals["same"] else float("nan"),
+        "body_iou": float(totals["both"] / max(totals["union"], 1)),
+        "label3d_error": float(totals["label_error"] / totals["label_values"])
+        if totals["label_values"]
+        else float("nan"),
+    }
