@@ -673,32 +673,53 @@ def unwrap(
     smooth blend of the part's nearest seen texels, ``mean`` by the part's mean colour; a part never
     seen at all gets the mean colour of every seen texel (mid grey if nothing was seen).
     """
-    frames, part, u, v = np.asarray(frames), np.asarray(part), np.asarray(u), np.asarray(v)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    if part.shape != frames.shape[:3]:
-        raise ValueError(f"I must be {frames.shape[:3]}, got {part.shape}")
-    _check_iuv(part, u, v)
-    if size < 2:
-        raise ValueError(f"size must be at least 2, got {size}")
     if fill not in ("push_pull", "mean"):
         raise ValueError(f"fill must be 'push_pull' or 'mean', got {fill!r}")
-    total = NUM_PARTS * size * size
-    count = np.zeros(total)
-    sums = np.zeros((total, 3))
-    for start in range(0, len(frames), 32):  # chunks keep the float copies small on long videos
-        chunk = slice(start, start + 32)
-        texel, colours = _texels(frames[chunk], part[chunk], u[chunk], v[chunk], size)
-        count += np.bincount(texel, minlength=total)
-        for c in range(3):
-            sums[:, c] += np.bincount(texel, colours[:, c], minlength=total)
-    seen = count > 0
-    atlas = np.zeros((total, 3), dtype=np.float32)
-    atlas[seen] = (sums[seen] / count[seen, None]).astype(np.float32)
-    atlas = atlas.reshape(NUM_PARTS, size, size, 3)
-    count = count.astype(np.int32).reshape(NUM_PARTS, size, size)
-    _fill_unseen(atlas, count > 0, fill)
-    return atlas, count
+    sums = TextureSums(size)
+    sums.add(frames, part, u, v)
+    return sums.result(fill)
+
+
+class TextureSums:
+    """What :func:`unwrap` accumulates (per-texel colour sums and hits), fed frames in parts.
+
+    Adding the frames in blocks whose lengths are multiples of 32 gives bit-identical results
+    to adding them at once: both sum in the same 32-frame steps.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 2:
+            raise ValueError(f"size must be at least 2, got {size}")
+        self.size = size
+        total = NUM_PARTS * size * size
+        self.count = np.zeros(total)
+        self.sums = np.zeros((total, 3))
+
+    def add(self, frames: np.ndarray, part: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+        """Splat (N, H, W, 3) uint8 frames through their I (N, H, W) and U, V into the sums."""
+        frames, part, u, v = np.asarray(frames), np.asarray(part), np.asarray(u), np.asarray(v)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        if part.shape != frames.shape[:3]:
+            raise ValueError(f"I must be {frames.shape[:3]}, got {part.shape}")
+        _check_iuv(part, u, v)
+        total = len(self.count)
+        for start in range(0, len(frames), 32):  # chunks keep the float copies small on long videos
+            chunk = slice(start, start + 32)
+            texel, colours = _texels(frames[chunk], part[chunk], u[chunk], v[chunk], self.size)
+            self.count += np.bincount(texel, minlength=total)
+            for c in range(3):
+                self.sums[:, c] += np.bincount(texel, colours[:, c], minlength=total)
+
+    def result(self, fill: Literal["push_pull", "mean"] = "push_pull") -> tuple[np.ndarray, np.ndarray]:
+        """``atlas`` (24, S, S, 3) float32 and ``count`` (24, S, S) int32, unseen texels filled."""
+        seen = self.count > 0
+        atlas = np.zeros((len(self.count), 3), dtype=np.float32)
+        atlas[seen] = (self.sums[seen] / self.count[seen, None]).astype(np.float32)
+        atlas = atlas.reshape(NUM_PARTS, self.size, self.size, 3)
+        count = self.count.astype(np.int32).reshape(NUM_PARTS, self.size, self.size)
+        _fill_unseen(atlas, count > 0, fill)
+        return atlas, count
 
 
 def _texels(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from posetransfer import cache, iuv, preview
+from posetransfer.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +33,29 @@ class TextureParams:
         return cls(**section)
 
 
+# Fitted frames unwrapped at once: a multiple of 32, so the sums equal one call's (iuv.TextureSums).
+BLOCK_FRAMES = 64
+
+
 def run(frames_h5: str | Path, labels3d_h5: str | Path, out: str | Path, png: str | Path,
         params: TextureParams) -> None:  # fmt: skip
-    """Unwrap every fitted frame through its IUV into the atlas; write the cache and a PNG."""
+    """Unwrap every fitted frame through its IUV into the atlas; write the cache and a PNG.
+
+    Frames and IUV images are read ``BLOCK_FRAMES`` at a time: memory does not grow with the video.
+    """
+    sums = iuv.TextureSums(params.size)
     with (
         cache.open_cache(frames_h5, "frames") as frames_cache,
         cache.open_cache(labels3d_h5, "labels3d") as labels,
     ):
-        frames = frames_cache.read("frames")
-        fitted = labels.read("fitted")
-        parts, u, v = iuv.from_densepose_png(labels.read("iuv"))
+        keep = np.flatnonzero(labels.read("fitted"))
         source_sha256 = frames_cache.attrs["source_sha256"]
-    keep = np.flatnonzero(fitted)
-    atlas, count = iuv.unwrap(frames[keep], parts[keep], u[keep], v[keep], params.size, params.fill)
+        blocks = range(0, len(keep), BLOCK_FRAMES)
+        for start in progress(blocks, len(blocks), "texture", unit="block"):
+            rows = keep[start : start + BLOCK_FRAMES]
+            parts, u, v = iuv.from_densepose_png(labels.read("iuv", rows))
+            sums.add(frames_cache.read("frames", rows), parts, u, v)
+    atlas, count = sums.result(params.fill)
     seen = (count > 0).mean()
     log.info(
         "unwrapped %d frames; %.1f%% of texels seen, the rest filled (%s)", len(keep), 100 * seen, params.fill
