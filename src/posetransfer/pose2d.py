@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from posetransfer import cache, preview
@@ -134,17 +135,26 @@ def skeleton_image(keypoints: np.ndarray, resolution: int, params: Pose2dParams)
     return draw_skeleton(blank, keypoints, threshold=params.min_confidence, thickness=width)
 
 
-def detect_mediapipe(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MediaPipe on every frame: BODY_25 keypoints (N, 25, 3), world landmarks (N, 33, 4), valid."""
+def detect_mediapipe(
+    frames: np.ndarray | Iterable[np.ndarray], count: int | None = None, max_side: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MediaPipe on every frame: BODY_25 keypoints (N, 25, 3), world landmarks (N, 33, 4), valid.
+
+    ``frames`` is an (N, H, W, 3) array, or an iterable of ``count`` frames (a stream read from a
+    cache, so only one frame is in memory at a time) with ``max_side`` their longer side.
+    """
     from posetransfer.detect import PersonDetector
 
-    count = len(frames)
+    if isinstance(frames, np.ndarray):
+        count, max_side = len(frames), frames.shape[1]
+    if count is None or max_side is None:
+        raise ValueError("count and max_side are required with an iterable of frames")
     keypoints = np.zeros((count, 25, 3), np.float32)
     world = np.full((count, 33, 4), np.nan, np.float32)
     valid = np.zeros(count, bool)
-    with PersonDetector(max_side=frames.shape[1]) as detector:
-        for index in progress(range(count), count, "pose2d"):
-            landmarks = detector.landmarks(frames[index])
+    with PersonDetector(max_side=max_side) as detector:
+        for index, frame in enumerate(progress(frames, count, "pose2d")):
+            landmarks = detector.landmarks(frame)
             if landmarks is None:
                 continue
             keypoints[index], valid[index] = mediapipe_to_body25(landmarks), True
@@ -205,21 +215,21 @@ def run(
 ) -> None:
     """Keypoints and skeleton images for every frame of ``frames_h5``, written to ``out``."""
     with cache.open_cache(frames_h5, "frames") as frames_cache:
-        frames = frames_cache.read("frames")
+        frames = frames_cache.dataset("frames")  # read frame by frame: memory flat in the length
+        count, resolution = frames.shape[:2]
         fps = float(frames_cache.attrs["fps"])
         source_sha256 = frames_cache.attrs["source_sha256"]
         picture = picture_in_crop(frames_cache.attrs)  # the video inside the crop (not its padding)
         if params.backend == "mediapipe":
-            raw, world, valid = detect_mediapipe(frames)
+            raw, world, valid = detect_mediapipe(frames_cache.iter_rows("frames"), count, resolution)
         elif params.backend == "openpose_json":
             if params.openpose_dir is None:
                 raise ConfigError("pose2d.openpose_dir: required by backend openpose_json")
             folder = Path(params.openpose_dir.replace("{subject}", subject))
             raw, valid = import_openpose(folder, frames_cache)
-            world = np.full((len(frames), 33, 4), np.nan, np.float32)
+            world = np.full((count, 33, 4), np.nan, np.float32)
         else:
             raise ConfigError(f"pose2d.backend: unknown backend {params.backend!r}")
-    count, resolution = len(frames), frames.shape[1]
     log.info("person found on %d of %d frames", valid.sum(), count)
     warnings = keypoint_warnings(raw, valid, picture, params.min_confidence)  # no person, legs out
     for warning in warnings:
@@ -238,11 +248,14 @@ def run(
         )
         cache.add_warnings(writer.attrs, warnings)
     log.info("wrote %s", out)
-    write_preview(frames, keypoints, valid, fps, preview_mp4, params, preview_seconds)
+    with cache.open_cache(frames_h5, "frames") as frames_cache:
+        write_preview(
+            frames_cache.dataset("frames"), keypoints, valid, fps, preview_mp4, params, preview_seconds
+        )
 
 
 def write_preview(
-    frames: np.ndarray,
+    frames: np.ndarray | h5py.Dataset,
     keypoints: np.ndarray,
     valid: np.ndarray,
     fps: float,
@@ -250,7 +263,10 @@ def write_preview(
     params: Pose2dParams,
     seconds: float,
 ) -> None:
-    """An H.264 clip of the first seconds: the frame with its skeleton | the skeleton label."""
+    """An H.264 clip of the first seconds: the frame with its skeleton | the skeleton label.
+
+    ``frames`` may be the cache's dataset: frames are read one at a time as the clip is encoded.
+    """
     from posetransfer.video import write_h264
 
     count = min(len(frames), max(1, round(seconds * fps)))
