@@ -1,0 +1,211 @@
+"""Peak memory and time of every preprocessing stage on a long subject, at several lengths and sizes.
+
+    python bench/scale.py [--frames 300 1000 3000] [--sizes 256 512] [--stages frames pose2d ...]
+                          [--video PATH] [--fit-frames 16] [--work DIR] [--keep]
+
+The long subject is a real clip looped (played forward then backward, so there is no jump) to
+each length and encoded once as H.264. Every stage runs as its own ``python -m posetransfer``
+process on the caches of the stages before it, as the workflow runs it; the table gives each
+process's peak resident memory (``ru_maxrss``) and wall-clock seconds. A stage that
+streams has the same peak at every length; its seconds grow linearly.
+
+The body fit (about 2 s a frame on the CPU) runs on the first ``--fit-frames`` frames only, and
+its row says so; labels3d and texture then read that fit repeated to the full length, which
+costs them what a real fit of that length would.
+
+With ``PYTHONPATH=OTHER/src`` the stages of another checkout run instead (before/after numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "juggler_a.mp4"
+STAGES = ("frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture")
+
+
+def looped_video(source: Path, count: int, out: Path) -> Path:
+    """``source`` played forward, backward, forward... for ``count`` frames, encoded as H.264."""
+    import av
+
+    from posetransfer.video import probe, read_frames
+
+    if out.is_file():
+        return out
+    frames = list(read_frames(source))
+    cycle = frames + frames[-2:0:-1]  # ping-pong: no jump where the loop restarts
+    fps = probe(source).fps
+    tmp = out.with_name(f".{out.name}.tmp.mp4")
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for index in range(count):
+            image = av.VideoFrame.from_ndarray(cycle[index % len(cycle)], format="rgb24")
+            container.mux(stream.encode(image))
+        container.mux(stream.encode(None))
+    tmp.rename(out)
+    return out
+
+
+def stage_command(stage: str, folder: Path, video: Path, size: int, anny: Path) -> list[str]:
+    """The CLI call of ``stage`` for the subject in ``folder`` (what the workflow's rule runs)."""
+    f = folder
+    args = {
+        "frames": [str(video), f / "frames.h5", "--preview", f / "frames.png",
+                   "--params", json.dumps({"resolution": size})],
+        "pose2d": [f / "frames.h5", f / "pose2d.h5", "--preview", f / "pose2d.mp4"],
+        "masks": [f / "frames.h5", f / "masks.h5", "--preview", f / "masks.png"],
+        "flow": [f / "frames.h5", f / "flow.h5", "--preview", f / "flow.png", "--device", "cpu"],
+        "background": [f / "frames.h5", f / "masks.h5", f / "background.h5", "--preview", f / "bg.png"],
+        "body3d": [f / "fit" / "pose2d.h5", f / "fit" / "frames.h5", f / "fit" / "body3d.h5",
+                   "--preview", f / "fit" / "body3d.mp4", "--anny-cache", anny, "--device", "cpu"],
+        "labels3d": [f / "body3d.h5", f / "labels3d.h5", "--preview", f / "labels3d.png",
+                     "--anny-cache", anny],
+        "texture": [f / "frames.h5", f / "labels3d.h5", f / "texture.h5", "--preview", f / "texture.png"],
+    }[stage]  # fmt: skip
+    return [sys.executable, "-m", "posetransfer", stage, *map(str, args)]
+
+
+# Runs the stage as a child of a small process: on Linux a child's peak RSS starts from its
+# parent's at the fork, so the stage must not be forked from this (larger) process directly.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def measure(command: list[str], log: Path) -> tuple[float, float]:
+    """Run ``command``; its (peak RSS in MB, seconds). Output goes to ``log``."""
+    peak_file = log.with_suffix(".peak")
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        returncode = subprocess.call(
+            [sys.executable, "-c", _LAUNCHER, str(peak_file), *command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    seconds = time.perf_counter() - start
+    if returncode != 0:
+        tail = log.read_text().strip().splitlines()[-3:]
+        raise SystemExit(f"{' '.join(command[2:4])} failed ({returncode}): {' | '.join(tail)}")
+    return int(peak_file.read_text()) / 1024, seconds  # Linux reports kilobytes
+
+
+def first_rows(source: Path, out: Path, kind: str, count: int) -> None:
+    """A copy of a frames or pose2d cache holding its first ``count`` frames (the fit's input)."""
+    from posetransfer import cache
+
+    with cache.open_cache(source, kind) as cached, cache.write_cache(out, kind, {}, "bench") as writer:
+        for name in cached.names():
+            writer.array(name, cached.read(name, slice(0, count)))
+        writer.attrs.update({k: v for k, v in cached.attrs.items() if k not in cache.PROVENANCE_ATTRS})
+
+
+def repeated_fit(short: Path, out: Path, count: int) -> None:
+    """The fit of the first frames repeated (ping-pong) to ``count`` frames: labels3d's input."""
+    import numpy as np
+
+    from posetransfer import cache
+
+    with cache.open_cache(short, "body3d") as fit:
+        length = len(fit.dataset("fitted"))
+        cycle = np.r_[np.arange(length), np.arange(length - 2, 0, -1)] if length > 2 else np.arange(length)
+        order = cycle[np.arange(count) % len(cycle)]
+        attrs = {k: v for k, v in fit.attrs.items() if k not in cache.PROVENANCE_ATTRS}
+        per_frame = [n for n in fit.names() if n not in ("phenotype", "faces")]
+        with cache.write_cache(out, "body3d", {}, str(fit.attrs["source_sha256"])) as writer:
+            for name in fit.names():
+                data = fit.read(name)
+                writer.array(name, data[order] if name in per_frame else data)
+            writer.attrs.update(attrs)
+
+
+def run_subject(
+    video: Path, count: int, folder: Path, size: int, stages: list[str], args: argparse.Namespace
+) -> dict[str, tuple[float, float]]:
+    """Every chosen stage on one subject of ``count`` frames; {stage: (peak MB, seconds)}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {}
+    if args.fit is not None:  # an earlier short fit stands in for body3d
+        repeated_fit(args.fit, folder / "body3d.h5", count)
+    for stage in stages:
+        if stage == "body3d":
+            (folder / "fit").mkdir(exist_ok=True)
+            first_rows(folder / "frames.h5", folder / "fit" / "frames.h5", "frames", args.fit_frames)
+            first_rows(folder / "pose2d.h5", folder / "fit" / "pose2d.h5", "pose2d", args.fit_frames)
+        command = stage_command(stage, folder, video, size, args.anny_cache)
+        results[stage] = measure(command, folder / f"{stage}.log")
+        if stage == "body3d":
+            repeated_fit(folder / "fit" / "body3d.h5", folder / "body3d.h5", count)
+        peak, seconds = results[stage]
+        print(f"  {stage:<11} {peak:8.0f} MB {seconds:8.1f} s", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, nargs="+", default=[300, 1000, 3000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument(
+        "--video", type=Path, default=DEFAULT_VIDEO, help="clip to loop (default: %(default)s)"
+    )
+    parser.add_argument("--fit-frames", type=int, default=16, help="frames the body fit runs on")
+    parser.add_argument(
+        "--fit", type=Path, default=None, help="a body3d.h5 to repeat instead of fitting (skips body3d)"
+    )
+    parser.add_argument("--anny-cache", type=Path, default=REPO / "results" / ".anny")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="folder for videos and caches (default: temp)"
+    )
+    args = parser.parse_args()
+    if not args.video.is_file():
+        raise SystemExit(f"no video at {args.video}: give one with --video")
+    stages = [s for s in STAGES if s in args.stages and not (s == "body3d" and args.fit)]  # workflow order
+    needs_fit = {"labels3d", "texture"} & set(stages) and "body3d" not in stages and args.fit is None
+    work = args.work or Path(tempfile.mkdtemp(prefix="scale-"))
+    print(f"cores: {os.cpu_count()}, video: {args.video.name} looped, work: {work}", flush=True)
+    if needs_fit:
+        print("(labels3d and texture read body3d.h5 left by an earlier run in the work folder)")
+    table: dict[tuple[int, int], dict[str, tuple]] = {}
+    for count in args.frames:
+        video = looped_video(args.video, count, work / f"loop_{count}.mp4")
+        for size in args.sizes:
+            print(f"{count} frames at {size} px:", flush=True)
+            table[count, size] = run_subject(video, count, work / f"{count}_{size}", size, stages, args)
+    print_table(table, stages, args.fit_frames)
+
+
+def print_table(table: dict[tuple[int, int], dict[str, tuple]], stages: list[str], fit_frames: int) -> None:
+    """Markdown: one row per stage and size, peak MB and seconds per length."""
+    counts = sorted({count for count, _ in table})
+    sizes = sorted({size for _, size in table})
+    print()
+    print("| stage | px | " + " | ".join(f"{c} frames: peak MB, s" for c in counts) + " |")
+    print("|---|---|" + "---|" * len(counts))
+    for stage in stages:
+        for size in sizes:
+            cells = [table[c, size][stage] for c in counts]
+            name = f"{stage} ({fit_frames} frames)" if stage == "body3d" else stage
+            print(f"| {name} | {size} | " + " | ".join(f"{mb:.0f}, {s:.1f}" for mb, s in cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
