@@ -196,3 +196,21 @@ def test_synthetic_subject_background_from_true_masks(synthetic_clip, synthetic_
     assert 0.7 < seen.mean() < 0.95
     assert psnr(estimate[seen], room[seen]) > 36.0
     assert psnr(estimate, room) > 32.0
+
+
+def test_cached_frames_in_bands_through_scratch_files_equal_one_band_in_memory(tmp_path):
+    scene = occluder_scene(count=20, speed=4)
+    frames_h5 = write_frames_cache(tmp_path / "frames.h5", scene.frames)
+    masks_h5 = write_masks_cache(tmp_path / "masks.h5", scene.masks)
+    params = BackgroundParams(dilate_px=10)
+    whole = background.estimate(scene.frames, scene.masks, params, band_bytes=1 << 30)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with cache.open_cache(frames_h5) as frames, cache.open_cache(masks_h5) as masks:
+        band_bytes = 20 * 128 * 3 * 2 * 9  # 9 rows a band: 15 bands, the last one short
+        banded = background.estimate(
+            frames.dataset("frames"), masks.dataset("mask"), params, band_bytes, scratch
+        )
+    for a, b in zip(whole, banded, strict=True):
+        assert np.array_equal(a, b)
+    assert list(scratch.iterdir()) == [], "scratch files removed"
