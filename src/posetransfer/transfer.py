@@ -57,10 +57,11 @@ class TransferParams:
     normalise: bool = True
     paste_back: bool = False
     background: str = "target"
+    compile: bool = False  # torch.compile the renderer (CUDA graphs): slow to start, faster per frame
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> TransferParams:
-        keys = ("normalise", "paste_back", "background")
+        keys = ("normalise", "paste_back", "background", "compile")
         return cls(**{key: section[key] for key in keys if key in section})
 
 
@@ -395,7 +396,7 @@ def run(
             keypoints, valid, target_keypoints, target_valid, pose_params.min_confidence
         )
     keypoints = np.where(valid[:, None, None], keypoints, 0.0).astype(np.float32)
-    renderer, meta = render.load(model_path, device)  # before anything is written
+    renderer, meta = render.load(model_path, device, compile=params.compile)  # before anything is written
     vertices, fitted = posed_target(
         target_dir / "body3d.h5", driving_dir / "body3d.h5", keypoints, pose_params.min_confidence, anny_cache
     )
