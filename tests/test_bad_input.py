@@ -223,6 +223,16 @@ def test_row7_a_two_frame_video_is_too_short_to_train(make_video, tmp_path, caps
     assert _nothing_written(tmp_path / "out")
 
 
+def test_row7_the_workflow_asks_subjects_to_train_for_three_frames(tmp_path):
+    config = {"subjects": str(REPO / "subjects.tsv"), "transfer": {"driving": {"dance": "synthetic:1"}}}
+    result = _snakemake(tmp_path, config, "--dry-run", "--printshellcmds", "--cores", "1")
+    assert result.returncode == 0, result.stderr
+    output = (result.stdout + result.stderr).splitlines()
+    commands = [line.split("command: ")[-1] for line in output if "command: posetransfer frames " in line]
+    minimum = {command.split()[3]: command.split("--min-frames ")[1].split()[0] for command in commands}
+    assert minimum == {"results/synthetic/frames.h5": "3", "results/dance/frames.h5": "1"}
+
+
 def test_row10_a_png_renamed_mp4_is_refused_at_frames(tmp_path, capsys):
     clip = tmp_path / "photo.mp4"
     clip.write_bytes(cv2.imencode(".png", np.zeros((64, 64, 3), np.uint8))[1].tobytes())
