@@ -10,7 +10,7 @@ the body three ways on the same keypoints:
   mesh, 1t    the same with one torch thread (what the thread setting alone gives)
   now         joints from AnnyJoints (no skinning), one thread: the shipped defaults
 
-Each fit is timed as the stage runs it (model load included, no preview), then turned into 3D
+Each fit is timed as the stage runs it (Anny's load included, no preview), then turned into 3D
 labels and IUV and scored against the truth as ``fit_accuracy.json`` is (labels3d.run_truth),
 plus the fitted joints' distance from the true keypoints. Compare ratios within one run: the
 machine may be shared. ``--workdir`` keeps the rendered subject between runs.
@@ -78,6 +78,7 @@ def fit_and_score(folder: Path, name: str, anny_cache: Path) -> dict[str, float]
     tag = name.replace(", ", "_").replace(" ", "_")
     out = folder / f"body3d_{tag}.h5"
     params = replace(body3d.Body3dParams(), threads=threads)
+    body3d.frozen_anny.cache_clear()  # every fit loads Anny, as the stage does
     start = time.perf_counter()
     body3d.run(
         folder / "pose2d.h5", folder / "frames.h5", out, params, anny_cache, "cpu", mesh_joints=mesh_joints

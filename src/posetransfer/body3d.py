@@ -15,6 +15,10 @@ Energy (all terms in config, ``body3d.*``):
 
 Frames without enough keypoints are carried by the smoothness term from their neighbours
 (interpolated) when the gap is at most ``max_gap`` frames, and marked not fitted otherwise.
+
+Each step evaluates only the joints (``posetransfer.anny_joints``: the same values as Anny's
+mesh and regressor, without skinning the mesh); the mesh is posed once at the end, a chunk of
+frames at a time, straight into the cache.
 """
 
 from __future__ import annotations
@@ -367,7 +371,7 @@ def optimize(fit_module: torch.nn.Module, targets: Targets, params: Body3dParams
     ]
     for stage, unknowns, iterations, shape in stages:
         optimizer = torch.optim.Adam(unknowns, lr=params.learning_rate)
-        for step in progress(range(iterations), iterations, f"fit ({stage})"):
+        for step in progress(range(iterations), iterations, f"fit ({stage})", unit="step"):
             optimizer.zero_grad(set_to_none=True)
             terms = energy(fit_module, targets, params, stage, shape)
             total = sum(terms.values())

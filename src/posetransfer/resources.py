@@ -1,0 +1,178 @@
+"""SLURM requests that follow the input: each rule's memory and time from the subject's size.
+
+A subject's size is its frame count and side (``frames.resolution``); the count comes from
+``frames.h5`` once it exists, else from the video container (no decoding), with ``frames.stride``
+and ``frames.max_frames`` applied. Each rule's cost is a fixed part plus a part per frame, the
+latter scaled by the frame's pixels where the stage works on pixels. The constants are peaks and
+seconds measured from ``benchmarks/{subject}/{rule}.tsv`` (README, "Running on a cluster"), on the
+shared 2-core machine under load, so the seconds are already pessimistic; requests add a margin.
+Training's time follows its number of steps (the preset's epochs times the pairs per epoch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+REFERENCE_SIDE = 256  # the constants' frames are 256 x 256 (the synthetic video's: 640 x 480)
+MEMORY_MARGIN = 1.5  # requests are the measured peak times this ...
+TIME_MARGIN = 2.0  # ... and the measured seconds times this
+MIN_MB, MIN_MINUTES = 1000, 10
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A stage's measured peak memory (MB) and seconds: fixed, per frame of 256 x 256 px (scaled by
+    the frame's pixels), and per frame whatever its size (work on keypoints and meshes)."""
+
+    base_mb: float
+    mb_per_frame: float
+    base_s: float
+    s_per_frame: float
+    mb_per_frame_any_size: float = 0.0
+    s_per_frame_any_size: float = 0.0
+
+
+# Measured (see the module docstring; tests/test_resources.py lists every measurement): 60 frames
+# of juggler_a.mp4, the 96-frame synthetic subject (640 x 480 video) and its driving video, the
+# whole real clips (65-289 frames) and a 300-frame loop of juggler_a.mp4, all at 256 px. Stages
+# that stream have a small per-frame memory (background keeps one band of every frame); the body
+# fit optimises all frames at once, so its memory grows with them whatever the frame size.
+COSTS: dict[str, Cost] = {
+    "frames": Cost(330, 0.05, 30, 0.8),
+    "pose2d": Cost(330, 0.2, 30, 0.8),
+    "masks": Cost(300, 0.3, 30, 0.6),
+    "flow": Cost(160, 0.05, 20, 1.5),
+    "background": Cost(150, 1.1, 10, 0.15),
+    "body3d": Cost(700, 0.0, 60, 0.0, mb_per_frame_any_size=6.0, s_per_frame_any_size=3.0),
+    "labels3d": Cost(950, 0.5, 60, 1.8),
+    "texture": Cost(200, 0.3, 15, 0.3),
+    "synthesize": Cost(1100, 0.5, 60, 1.5),
+    "truth_labels": Cost(950, 0.5, 30, 1.0),
+    "evaluate": Cost(1500, 0.0, 60, 1.0),
+    "transfer": Cost(1500, 1.5, 60, 1.0),
+    "subject_report": Cost(300, 0.0, 10, 0.0),
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    mem_mb: int
+    runtime: int  # minutes
+
+
+def request(rule: str, frames: int, pixels: int, attempt: int = 1) -> Request:
+    """Memory (MB) and time (minutes) to ask for ``rule`` on ``frames`` frames of ``pixels`` each.
+
+    ``attempt`` (Snakemake's retry count) scales both: a job killed at a limit asks for more.
+    """
+    cost = COSTS[rule]
+    pixels = pixels / REFERENCE_SIDE**2
+    peak_mb = cost.base_mb + frames * (cost.mb_per_frame * pixels + cost.mb_per_frame_any_size)
+    seconds = cost.base_s + frames * (cost.s_per_frame * pixels + cost.s_per_frame_any_size)
+    return _request(peak_mb, seconds, attempt)
+
+
+def _request(peak_mb: float, seconds: float, attempt: int) -> Request:
+    mem_mb = max(MIN_MB, math.ceil(MEMORY_MARGIN * peak_mb / 100) * 100)
+    minutes = max(MIN_MINUTES, math.ceil(TIME_MARGIN * seconds / 60))
+    return Request(mem_mb * attempt, minutes * attempt)
+
+
+# --- training --------------------------------------------------------------------------------------
+
+TRAIN_BASE_MB = 3000  # torch, CUDA's host libraries, models, optimisers, one batch
+LOADER_WORKER_MB = 600  # each DataLoader process: its own interpreter, torch and HDF5 handles
+COMPACT_BYTES_PER_PIXEL = (
+    22  # a training frame as stored: RGB, skeleton, IUV, mask (uint8), 3D label, flow (fp16)
+)
+# Seconds per step on one H100-class GPU, paper-sized networks at 512 px, batch 2 pairs: an
+# estimate from 7.9 ms per rendered frame (eager bf16, batch 8) times forward + backward of the
+# generator, the discriminator and VGG, until bench/gpu.py's table replaces it. Smaller
+# networks and sides scale with their convolutions' work, down to a floor of kernel launches.
+GPU_SECONDS_PER_PAPER_STEP = 0.4
+GPU_MIN_SECONDS_PER_STEP = 0.05
+STEP_OVERHEAD = 1.2  # samples, checkpoints, the loss log
+
+
+def training_steps(frames: int, epochs: int, batch_pairs: int, validation_share: float = 0.1) -> int:
+    """Steps of a run: pairs of adjacent training frames (validation held out) per batch, per epoch."""
+    pairs = max(1, round(frames * (1 - validation_share)) - 1)
+    return epochs * max(1, pairs // batch_pairs)
+
+
+def train_request(
+    frames: int, side: int, train: Mapping[str, Any], widths: Mapping[str, int], attempt: int = 1
+) -> Request:
+    """``train``: host memory for the data it keeps and its loader, time for its steps on one GPU.
+
+    ``train``: the resolved training settings (``resolution``, ``epochs``, ``batch_pairs``,
+    ``loader_workers``, ``in_memory_mb``); ``widths``: ``ngf`` and ``n_blocks``.
+    """
+    resolution = train["resolution"] or side
+    compact_mb = frames * resolution**2 * COMPACT_BYTES_PER_PIXEL / 2**20
+    in_memory = compact_mb if compact_mb <= train["in_memory_mb"] else 0.0
+    peak_mb = TRAIN_BASE_MB + in_memory + LOADER_WORKER_MB * train["loader_workers"]
+    work = (resolution / 512) ** 2 * (widths["ngf"] / 64) ** 2 * (widths["n_blocks"] + 8) / (9 + 8)
+    per_step = max(GPU_MIN_SECONDS_PER_STEP, GPU_SECONDS_PER_PAPER_STEP * work * train["batch_pairs"] / 2)
+    steps = training_steps(frames, train["epochs"], train["batch_pairs"])
+    return _request(peak_mb, 120 + STEP_OVERHEAD * steps * per_step, attempt)
+
+
+def pretrain_request(frames: int, pixels: int, epochs: int, attempt: int = 1) -> Request:
+    """``pretrain_uv``: every pretraining frame's pose and IUV, a UV-generator step per frame and epoch."""
+    scale = pixels / REFERENCE_SIDE**2
+    peak_mb = TRAIN_BASE_MB + frames * scale * COMPACT_BYTES_PER_PIXEL * REFERENCE_SIDE**2 / 2**20
+    return _request(
+        peak_mb, 120 + STEP_OVERHEAD * frames * epochs * GPU_MIN_SECONDS_PER_STEP * scale, attempt
+    )
+
+
+# --- a subject's size ------------------------------------------------------------------------------
+
+
+def kept_frames(total: int, stride: int, max_frames: int | None) -> int:
+    """Frames the frames stage keeps of ``total``: every ``stride``-th, at most ``max_frames``."""
+    kept = math.ceil(total / stride)
+    return kept if max_frames is None else min(kept, max_frames)
+
+
+def cached_frames(frames_h5: Path) -> int | None:
+    """The frame count of a written frames cache (its dataset's length), or None where there is none."""
+    if not frames_h5.is_file():
+        return None
+    import h5py
+
+    try:
+        with h5py.File(frames_h5, "r", locking=False) as handle:
+            return int(handle["frames"].shape[0])
+    except (OSError, KeyError):
+        return None  # being written, or broken: the frames rule will say so
+
+
+@lru_cache(maxsize=256)
+def video_size(path: str, modified: float) -> tuple[int, int]:
+    """(frames, pixels per frame) of a video according to its container, without decoding.
+
+    Frames: the container's count, or duration x rate. ``modified`` (the file's mtime) is part of
+    the cache key, so an edited video is probed again. A file that cannot be read gives (0, 0);
+    the frames rule reports it properly.
+    """
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            pixels = int(stream.codec_context.width * stream.codec_context.height)
+            if stream.frames:
+                return int(stream.frames), pixels
+            rate = float(stream.average_rate or stream.guessed_rate or 30)
+            if stream.duration is not None and stream.time_base is not None:
+                return math.ceil(float(stream.duration * stream.time_base) * rate), pixels
+            return math.ceil((container.duration or 0) / 1e6 * rate), pixels
+    except (OSError, IndexError, av.error.FFmpegError):
+        return 0, 0

@@ -1,0 +1,129 @@
+"""SLURM requests that follow the input (posetransfer.resources, used by every rule's resources):
+they grow with frames and resolution, and each peak and time measured by Snakemake's benchmark
+files fits inside the request made for the same job."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from posetransfer import resources
+from posetransfer.resources import COSTS, kept_frames, request, train_request, training_steps
+
+SIDE = 256 * 256
+# Measured on the shared 2-core machine under load (benchmarks/{subject}/{rule}.tsv: max_rss MB and
+# wall-clock s; the 300-frame rows: each stage's process, peak RSS), 256 px frames: 60 frames of
+# juggler_a.mp4, the 96-frame synthetic subject (640 x 480 video) and the driving video "dance", the
+# whole real clips (juggler_a 247, dogplay_b 289, squats_c 65 frames), and a loop of juggler_a to
+# 300 frames (bench/scale.py's video; frames, pose2d and flow also at 1,000, before they streamed).
+MEASURED = [
+    # rule, frames, pixels per frame, peak MB, seconds
+    ("frames", 60, SIDE, 308, 47),
+    ("pose2d", 60, SIDE, 273, 45),
+    ("masks", 60, SIDE, 290, 22),
+    ("flow", 60, SIDE, 153, 24),
+    ("background", 60, SIDE, 148, 8),
+    ("body3d", 60, SIDE, 997, 325),
+    ("labels3d", 60, SIDE, 935, 104),
+    ("texture", 60, SIDE, 196, 17),
+    ("frames", 96, SIDE, 322, 55),
+    ("pose2d", 96, SIDE, 286, 24),
+    ("masks", 96, SIDE, 246, 45),
+    ("flow", 96, SIDE, 154, 87),
+    ("background", 96, SIDE, 196, 13),
+    ("synthesize", 96, 640 * 480, 1082, 306),
+    ("synthesize", 96, 640 * 480, 1086, 166),
+    ("frames", 247, SIDE, 310, 112),
+    ("pose2d", 247, SIDE, 308, 145),
+    ("frames", 289, SIDE, 311, 68),
+    ("pose2d", 289, SIDE, 312, 55),
+    ("masks", 289, SIDE, 379, 142),
+    ("flow", 289, SIDE, 154, 224),
+    ("frames", 65, SIDE, 301, 31),
+    ("pose2d", 65, SIDE, 230, 56),
+    ("masks", 65, SIDE, 290, 58),
+    ("flow", 65, SIDE, 151, 81),
+    ("body3d", 96, SIDE, 1204, 144),
+    ("frames", 300, SIDE, 309, 44),
+    ("pose2d", 300, SIDE, 321, 66),
+    ("masks", 300, SIDE, 333, 100),
+    ("flow", 300, SIDE, 152, 127),
+    ("background", 300, SIDE, 399, 23),
+    ("labels3d", 300, SIDE, 1076, 221),
+    ("texture", 300, SIDE, 222, 22),
+    ("frames", 1000, SIDE, 311, 191),
+    ("pose2d", 1000, SIDE, 449, 270),
+]
+
+
+@pytest.mark.parametrize(("rule", "frames", "pixels", "peak_mb", "seconds"), MEASURED)
+def test_each_measured_job_fits_its_request(
+    rule: str, frames: int, pixels: int, peak_mb: float, seconds: float
+):
+    asked = request(rule, frames, pixels)
+    assert asked.mem_mb > peak_mb
+    assert asked.runtime * 60 > seconds
+
+
+@pytest.mark.parametrize("rule", sorted(COSTS))
+def test_requests_grow_with_frames_and_resolution(rule: str):
+    small, long, sharp = request(rule, 5000, SIDE), request(rule, 20000, SIDE), request(rule, 5000, 4 * SIDE)
+    assert long.runtime >= small.runtime and sharp.runtime >= small.runtime
+    assert long.mem_mb >= small.mem_mb and sharp.mem_mb >= small.mem_mb
+    if COSTS[rule].s_per_frame or COSTS[rule].s_per_frame_any_size:
+        assert long.runtime > small.runtime
+    if COSTS[rule].s_per_frame:
+        assert sharp.runtime > small.runtime
+    if COSTS[rule].mb_per_frame:
+        assert sharp.mem_mb > small.mem_mb
+    if COSTS[rule].mb_per_frame or COSTS[rule].mb_per_frame_any_size:
+        assert long.mem_mb > small.mem_mb
+    assert request(rule, 5000, SIDE, attempt=2).mem_mb > small.mem_mb  # a retry asks for more
+
+
+def test_training_time_follows_the_steps():
+    train = {"resolution": 512, "epochs": 30, "batch_pairs": 2, "loader_workers": 1, "in_memory_mb": 1024}
+    paper = {"ngf": 64, "n_blocks": 9}
+    assert training_steps(1000, 30, 2) == 30 * ((900 - 1) // 2)
+    short, long = train_request(1000, 512, train, paper), train_request(4000, 512, train, paper)
+    assert long.runtime > 3 * short.runtime > 0
+    assert train_request(1000, 512, {**train, "epochs": 60}, paper).runtime > short.runtime
+    smaller = train_request(1000, 512, {**train, "resolution": 256}, paper)
+    assert smaller.runtime < short.runtime
+    # In memory while the compact frames fit train.in_memory_mb, streamed beyond: memory is bounded.
+    assert train_request(150, 512, train, paper).mem_mb > train_request(100, 512, train, paper).mem_mb
+    assert train_request(4000, 512, train, paper).mem_mb == long.mem_mb
+
+
+def test_subject_size_from_cache_or_container(tmp_path: Path, make_video):
+    video = make_video("clip.mp4", [np.full((48, 64, 3), i * 20, np.uint8) for i in range(10)], fps=24.0)
+    frames, pixels = resources.video_size(str(video), video.stat().st_mtime)
+    assert (frames, pixels) == (10, 48 * 64)
+    assert resources.video_size(str(tmp_path / "missing.mp4"), 0.0) == (0, 0)
+    assert kept_frames(10, 3, None) == 4 and kept_frames(10, 1, 6) == 6
+    cache = tmp_path / "frames.h5"
+    assert resources.cached_frames(cache) is None
+    with h5py.File(cache, "w") as handle:
+        handle["frames"] = np.zeros((7, 16, 16, 3), np.uint8)
+    assert resources.cached_frames(cache) == 7
+
+
+def test_every_rule_asks_through_the_resource_functions():
+    """Each rule's mem_mb and runtime call common.smk's functions, with a rule these constants know."""
+    rules_dir = Path(__file__).resolve().parents[1] / "workflow" / "rules"
+    for smk in sorted(rules_dir.glob("*.smk")):
+        for block in smk.read_text().split("\nrule ")[1:]:
+            name = block.split(":", 1)[0]
+            if name == "body_model" or "resources:" not in block:
+                continue  # builds Anny once: the same work for every input
+            mem = re.search(r"mem_mb=(\w+)(?:\(\"(\w+)\"\))?,", block)
+            runtime = re.search(r"runtime=(\w+)(?:\(\"(\w+)\"\))?,", block)
+            assert mem and runtime, f"{smk.name}: rule {name} has fixed resources"
+            assert mem.group(1) in ("job_mem_mb", "train_mem_mb", "pretrain_mem_mb"), name
+            assert runtime.group(1) in ("job_runtime", "train_runtime", "pretrain_runtime"), name
+            if mem.group(2):
+                assert mem.group(2) in COSTS and runtime.group(2) == mem.group(2), name
