@@ -25,8 +25,8 @@ rule body3d:
         "benchmarks/{subject}/body3d.tsv"
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=job_mem_mb("body3d"),
+        runtime=job_runtime("body3d"),
     conda:
         ENV
     shell:
@@ -58,8 +58,8 @@ rule labels3d:
         "benchmarks/{subject}/labels3d.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=job_mem_mb("labels3d"),
+        runtime=job_runtime("labels3d"),
     conda:
         ENV
     shell:
@@ -88,8 +88,8 @@ rule texture:
         "benchmarks/{subject}/texture.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_mem_mb("texture"),
+        runtime=job_runtime("texture"),
     conda:
         ENV
     shell:

@@ -273,3 +273,97 @@ workflow.onerror(_print_failure_summary)
 
 
 # --- end of failure summary ----------------------------------------------------------------------
+
+
+# --- resources that follow the input (issue 13) --------------------------------------------------
+# Each rule's mem_mb and runtime (minutes) from its subject's frame count and resolution, with the
+# constants of posetransfer.resources (measured from benchmarks/{subject}/{rule}.tsv). Snakemake's
+# `attempt` scales them, so a job retried after a limit asks for more.
+from pathlib import Path as _Path
+from types import SimpleNamespace as _Wildcards
+
+from posetransfer import resources as _resources
+
+
+def subject_size(name):
+    """(frames, pixels per frame) of a subject: frames.h5 once written, else its video or the
+    synthetic settings, with frames.stride and frames.max_frames applied."""
+    side = config["frames"]["resolution"]
+    counted = _resources.cached_frames(_Path(f"results/{name}/frames.h5"))
+    if counted is not None:
+        return counted, side * side
+    video = VIDEOS[name]
+    if video.synthetic_seed is not None:
+        total = json.loads(synthetic_section(_Wildcards(subject=name)))["num_frames"]
+    elif os.path.isfile(video.video):
+        total = _resources.video_size(os.path.abspath(video.video), os.path.getmtime(video.video))[0]
+    else:
+        total = 0  # missing: the config check has said so
+    frames = config["frames"]
+    return _resources.kept_frames(total, frames["stride"], frames["max_frames"]), side * side
+
+
+def _job_size(rule_name, wildcards):
+    """The size a job works on: its subject's (the driving video's for transfer); synthesize
+    renders at the synthetic video's own size."""
+    if "person" in wildcards.keys():
+        name = f"pretrain/{wildcards.person}"
+    else:
+        name = wildcards.driving if "driving" in wildcards.keys() else wildcards.subject
+    frames, pixels = subject_size(name)
+    if rule_name == "synthesize":
+        render = json.loads(synthetic_section(_Wildcards(subject=name)))
+        pixels = render["width"] * render["height"]
+    return frames, pixels
+
+
+def job_mem_mb(rule_name):
+    """mem_mb of a per-subject rule, for its `resources:`."""
+
+    def mem_mb(wildcards, attempt):
+        return _resources.request(rule_name, *_job_size(rule_name, wildcards), attempt).mem_mb
+
+    return mem_mb
+
+
+def job_runtime(rule_name):
+    """runtime (minutes) of a per-subject rule, for its `resources:`."""
+
+    def runtime(wildcards, attempt):
+        return _resources.request(rule_name, *_job_size(rule_name, wildcards), attempt).runtime
+
+    return runtime
+
+
+def _train_request(wildcards, attempt):
+    from posetransfer.training import TrainConfig  # torch: imported only when a train job is planned
+
+    train = TrainConfig.from_config(config).for_variant(variant_of(wildcards))
+    frames, pixels = subject_size(wildcards.subject)
+    settings = {key: getattr(train, key) for key in ("resolution", "epochs", "batch_pairs")}
+    settings.update({key: config["train"][key] for key in ("loader_workers", "in_memory_mb")})
+    widths = {"ngf": train.ngf, "n_blocks": train.n_blocks}
+    return _resources.train_request(frames, int(pixels**0.5), settings, widths, attempt)
+
+
+def train_mem_mb(wildcards, attempt):
+    return _train_request(wildcards, attempt).mem_mb
+
+
+def train_runtime(wildcards, attempt):
+    """Follows the steps: the preset's epochs x the subject's pairs per batch."""
+    return _train_request(wildcards, attempt).runtime
+
+
+def pretrain_mem_mb(wildcards, attempt):
+    return _pretrain_request(attempt).mem_mb
+
+
+def pretrain_runtime(wildcards, attempt):
+    return _pretrain_request(attempt).runtime
+
+
+def _pretrain_request(attempt):
+    sizes = [subject_size(name) for name in pretrain_subjects()]
+    frames, pixels = sum(f for f, _ in sizes), max((p for _, p in sizes), default=0)
+    return _resources.pretrain_request(frames, pixels, config["pretrain"]["epochs"], attempt)

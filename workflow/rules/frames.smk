@@ -22,8 +22,8 @@ rule frames:
         "benchmarks/{subject}/frames.tsv"
     threads: 2
     resources:
-        mem_mb=3000,
-        runtime=60,
+        mem_mb=job_mem_mb("frames"),
+        runtime=job_runtime("frames"),
     conda:
         ENV
     shell:

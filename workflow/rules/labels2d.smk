@@ -21,8 +21,8 @@ rule pose2d:
         "benchmarks/{subject}/pose2d.tsv"
     threads: 2
     resources:
-        mem_mb=3000,
-        runtime=60,
+        mem_mb=job_mem_mb("pose2d"),
+        runtime=job_runtime("pose2d"),
     conda:
         ENV
     shell:
@@ -51,8 +51,8 @@ rule masks:
         "benchmarks/{subject}/masks.tsv"
     threads: 2
     resources:
-        mem_mb=3000,
-        runtime=60,
+        mem_mb=job_mem_mb("masks"),
+        runtime=job_runtime("masks"),
     conda:
         ENV
     shell:
@@ -81,8 +81,8 @@ rule flow:
         "benchmarks/{subject}/flow.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=job_mem_mb("flow"),
+        runtime=job_runtime("flow"),
     conda:
         ENV
     shell:
@@ -111,8 +111,8 @@ rule background:
         "benchmarks/{subject}/background.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_mem_mb("background"),
+        runtime=job_runtime("background"),
     conda:
         ENV
     shell:

@@ -44,8 +44,8 @@ rule synthesize:
         "benchmarks/{subject}/synthesize.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=job_mem_mb("synthesize"),
+        runtime=job_runtime("synthesize"),
     conda:
         ENV
     shell:
@@ -76,8 +76,8 @@ rule truth_labels:
         "benchmarks/{subject}/truth_labels.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_mem_mb("truth_labels"),
+        runtime=job_runtime("truth_labels"),
     conda:
         ENV
     shell:
@@ -108,8 +108,8 @@ rule pretrain_person_labels:
         "benchmarks/pretrain/{person}/labels3d.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_mem_mb("truth_labels"),
+        runtime=job_runtime("truth_labels"),
     conda:
         ENV
     shell:

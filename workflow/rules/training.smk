@@ -16,8 +16,8 @@ rule pretrain_uv:
         "benchmarks/pretrain_uv.tsv"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=pretrain_mem_mb,
+        runtime=pretrain_runtime,
         gpu=1,
     conda:
         ENV
@@ -58,8 +58,8 @@ rule train:
         "benchmarks/{subject}/train{variant}.tsv"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=1440,
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
         gpu=1,
     conda:
         ENV
@@ -91,8 +91,8 @@ rule evaluate:
         "benchmarks/{subject}/evaluate{variant}.tsv"
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=job_mem_mb("evaluate"),
+        runtime=job_runtime("evaluate"),
     conda:
         ENV
     shell:

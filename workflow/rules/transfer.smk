@@ -31,8 +31,8 @@ rule transfer:
         "benchmarks/transfer/{driving}_to_{target}.tsv"
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=job_mem_mb("transfer"),
+        runtime=job_runtime("transfer"),
     conda:
         ENV
     shell:
@@ -59,8 +59,8 @@ rule subject_report:
         "benchmarks/{subject}/report.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=job_mem_mb("subject_report"),
+        runtime=job_runtime("subject_report"),
     conda:
         ENV
     shell:
