@@ -140,7 +140,8 @@ def _kept_frames(video: Path, sources: list[int]) -> Iterator[tuple[int, np.ndar
 
 def _check_rate(video: Path, fps: float, params: FramesParams) -> None:
     low, high = FPS_RANGE
-    if not low <= fps / params.stride <= high:
+    # A fast camera may be brought into range with frames.stride; a slow one cannot.
+    if fps < low or fps / params.stride > high:
         kept = f"{fps:g} fps" + (f" / stride {params.stride}" if params.stride > 1 else "")
         raise VideoError(
             f"{kept} is outside the {low:g}-{high:g} fps this workflow is made for; if the"

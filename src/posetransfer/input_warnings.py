@@ -55,7 +55,7 @@ def keypoint_warnings(
     missing = np.flatnonzero(~valid)
     if len(missing):
         warnings.append(
-            f"pose2d: no person on {len(missing)} of {len(valid)} frames (frames {format_ranges(missing)});"
+            f"pose2d: no person on {len(missing)} frames (marked invalid): {format_ranges(missing)};"
             " they are left out of training"
         )
     legs_out = legs_out_of_view(keypoints, valid, picture, min_confidence)
