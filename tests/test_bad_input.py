@@ -338,6 +338,30 @@ def test_row2_gpu_only_choices_without_cuda_stop_before_any_job(tmp_path, config
     assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_row2_check_config_and_a_stage_refuse_cuda_without_a_gpu(tmp_path, capsys):
+    (tmp_path / "subjects.tsv").write_text("name\tvideo\tnotes\nsynthetic\tsynthetic:0\t\n")
+    (tmp_path / "config.yaml").write_text("device: cuda\n")
+    status, lines = _posetransfer(capsys, "check-config", "--config", tmp_path / "config.yaml")
+    assert status == 1 and len(lines) == 1
+    assert lines[0].startswith(
+        "posetransfer: error: config key device: cuda, but this machine has no CUDA GPU"
+    )
+    # In a cluster job the stage says so in one line (the check before any job is skipped there).
+    status, lines = _posetransfer(
+        capsys, "synthesize", tmp_path / "v.mp4", tmp_path / "t.h5", "--preview", tmp_path / "p.mp4",
+        "--seed", "0", "--anny-cache", tmp_path, "--device", "cuda",
+    )  # fmt: skip
+    assert (status, lines) == (
+        1,
+        [
+            "posetransfer: error: --device cuda (config key device): this machine has no CUDA GPU;"
+            " use auto or cpu"
+        ],
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.yaml", "subjects.tsv"]
+
+
 def test_row2_a_cluster_run_leaves_the_gpu_check_to_the_nodes(tmp_path):
     from posetransfer.config import jobs_run_here
 
