@@ -221,7 +221,9 @@ def pose_body(model, regressor, phenotype: torch.Tensor, deltas: torch.Tensor) -
 def project(points: torch.Tensor, focal: float, center: tuple[float, float]) -> torch.Tensor:
     """Pinhole projection of camera-space points (..., 3) to pixels (..., 2)."""
     depth = points[..., 2:].clamp(min=1e-3)
-    return points[..., :2] / depth * focal + torch.as_tensor(center, dtype=points.dtype, device=points.device)
+    xy = points[..., :2] / depth * focal
+    # Python numbers, not a tensor made per call: no host-to-device copy in the fit's loop on CUDA.
+    return torch.stack([xy[..., 0] + center[0], xy[..., 1] + center[1]], dim=-1)
 
 
 def energy(
