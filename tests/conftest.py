@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +18,9 @@ REAL_VIDEOS = ("juggler_a.mp4", "dogplay_b.mp4", "squats_c.mp4")
 
 # Same-seed runs must give byte-identical caches; fix the one time-stamped attribute.
 os.environ.setdefault("SOURCE_DATE_EPOCH", "1767225600")
+# Weights found with `auto` (VGG19, Inception, AlexNet, RAFT) would switch terms on where a machine
+# happens to have them; the tests decide what is there: an empty torch cache unless a test fills it.
+os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="posetransfer-torch-home-")
 
 
 def real_video(name: str) -> Path:

@@ -43,7 +43,9 @@ def test_short_cpu_run_learns_the_subject(synthetic_subject_dir, tmp_path):
     trainer = _trainer(synthetic_subject_dir, tmp_path)
     trainer.run(tmp_path / "last.pt")
     l2 = _losses(tmp_path / "losses.csv", "regular_l2")
-    assert np.mean(l2[-4:]) < 0.5 * np.mean(l2[:4]), (
+    # The RGB branch starts at the body-IUV lookup of the initial texture (measured 0.64, against
+    # ~3 for a pose-only UV generator), and training must still improve on it (measured 0.45).
+    assert np.mean(l2[-4:]) < 0.85 * np.mean(l2[:4]), (
         f"RGB-branch L2 {np.mean(l2[:4]):.2f} -> {np.mean(l2[-4:]):.2f}"
     )
     assert "gan" in {row for row in _names(tmp_path / "losses.csv")}  # the GAN started after warm-up
