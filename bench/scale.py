@@ -116,8 +116,12 @@ def first_rows(source: Path, out: Path, kind: str, count: int) -> None:
         writer.attrs.update({k: v for k, v in cached.attrs.items() if k not in cache.PROVENANCE_ATTRS})
 
 
-def repeated_fit(short: Path, out: Path, count: int) -> None:
-    """The fit of the first frames repeated (ping-pong) to ``count`` frames: labels3d's input."""
+def repeated_fit(short: Path, out: Path, count: int, resolution: int) -> None:
+    """The fit of the first frames repeated (ping-pong) to ``count`` frames: labels3d's input.
+
+    A fit made at another resolution is moved to ``resolution``: the mesh is in camera space,
+    so scaling the intrinsics (and the projected joints) is all it takes.
+    """
     import numpy as np
 
     from posetransfer import cache
@@ -127,11 +131,16 @@ def repeated_fit(short: Path, out: Path, count: int) -> None:
         cycle = np.r_[np.arange(length), np.arange(length - 2, 0, -1)] if length > 2 else np.arange(length)
         order = cycle[np.arange(count) % len(cycle)]
         attrs = {k: v for k, v in fit.attrs.items() if k not in cache.PROVENANCE_ATTRS}
+        scale = resolution / int(attrs["resolution"])
+        camera_K = np.asarray(attrs["camera_K"], np.float64) * scale
+        camera_K[2, 2] = 1.0
+        attrs.update(resolution=resolution, camera_K=camera_K)
         per_frame = [n for n in fit.names() if n not in ("phenotype", "faces")]
         with cache.write_cache(out, "body3d", {}, str(fit.attrs["source_sha256"])) as writer:
             for name in fit.names():
                 data = fit.read(name)
-                writer.array(name, data[order] if name in per_frame else data)
+                data = data[order] if name in per_frame else data
+                writer.array(name, data * scale if name == "joints2d" else data)
             writer.attrs.update(attrs)
 
 
@@ -142,7 +151,7 @@ def run_subject(
     folder.mkdir(parents=True, exist_ok=True)
     results = {}
     if args.fit is not None:  # an earlier short fit stands in for body3d
-        repeated_fit(args.fit, folder / "body3d.h5", count)
+        repeated_fit(args.fit, folder / "body3d.h5", count, size)
     for stage in stages:
         if stage == "body3d":
             (folder / "fit").mkdir(exist_ok=True)
@@ -151,7 +160,7 @@ def run_subject(
         command = stage_command(stage, folder, video, size, args.anny_cache)
         results[stage] = measure(command, folder / f"{stage}.log")
         if stage == "body3d":
-            repeated_fit(folder / "fit" / "body3d.h5", folder / "body3d.h5", count)
+            repeated_fit(folder / "fit" / "body3d.h5", folder / "body3d.h5", count, size)
         peak, seconds = results[stage]
         print(f"  {stage:<11} {peak:8.0f} MB {seconds:8.1f} s", flush=True)
     return results
