@@ -158,3 +158,12 @@ def test_real_clip_mid_hip_lies_inside_the_mask(name, tmp_path):
     col, row = np.clip(x.astype(int), 0, 127), np.clip(y.astype(int), 0, 127)
     inside = binary[np.flatnonzero(valid), row, col]
     assert inside.mean() > 0.95, f"{name}: mid-hip inside the mask on {inside.mean():.1%} of valid frames"
+
+
+def test_mediapipe_on_streamed_frames_equals_the_whole_array(synthetic_frames):
+    """pose2d.run feeds MediaPipe from the cache frame by frame: same keypoints as from one array."""
+    with cache.open_cache(synthetic_frames, "frames") as frames_cache:
+        frames = frames_cache.read("frames")
+        streamed = pose2d.detect_mediapipe(frames_cache.iter_rows("frames"), len(frames), frames.shape[1])
+    for whole, part in zip(pose2d.detect_mediapipe(frames), streamed, strict=True):
+        assert np.array_equal(whole, part, equal_nan=True)
