@@ -11,6 +11,7 @@ import torch
 
 from posetransfer import transfer, video
 from posetransfer.body3d import project
+from posetransfer.model.networks import body_iuv_tensors
 from posetransfer.training import PRESETS, Renderer, TrainConfig
 
 
@@ -100,10 +101,13 @@ def test_background_replacement_shows_the_new_scene_where_the_person_is_not():
     labels = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 6)).astype(np.float32)
     black = np.zeros((1, 32, 32, 3), np.uint8)
     white = np.full((1, 32, 32, 3), 255, np.uint8)
-    on_black = transfer.render_frames(renderer, labels, black).astype(float)
-    on_white = transfer.render_frames(renderer, labels, white).astype(float)
+    body = np.zeros((2, 32, 32, 3), np.uint8)  # the posed body's IUV: part 5 in a block
+    body[:, 8:24, 10:20] = (5, 100, 150)
+    on_black = transfer.render_frames(renderer, labels, black, body=body).astype(float)
+    on_white = transfer.render_frames(renderer, labels, white, body=body).astype(float)
     with torch.no_grad():
-        probs = renderer(torch.as_tensor(labels).permute(0, 3, 1, 2))["logits"].softmax(dim=1)
+        pose = torch.as_tensor(labels).permute(0, 3, 1, 2)
+        probs = renderer(pose, body=body_iuv_tensors(body))["logits"].softmax(dim=1)
     p_background = probs[:, 0].numpy()[..., None]  # Eq. 3: out = fg (1 - P0) + bg P0
     np.testing.assert_allclose(on_white - on_black, 255 * p_background.repeat(3, -1), atol=1.5)
 
