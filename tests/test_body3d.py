@@ -24,6 +24,17 @@ def test_intrinsics_follow_the_crop():
     assert (K[0, 2], K[1, 2]) == pytest.approx(((320 - 100) * 0.5, (240 + 20) * 0.5))
 
 
+def test_fit_threads_are_set_for_the_fit_and_restored():
+    import torch
+
+    before = torch.get_num_threads()
+    with body3d.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with body3d.torch_threads(0):  # 0: torch's own setting
+        assert torch.get_num_threads() == before
+
+
 def test_short_gaps_are_bridged_and_long_gaps_are_not():
     weights = np.ones((20, 23))
     weights[3:5] = 0  # a 2-frame gap
