@@ -87,6 +87,8 @@ class AnnyJoints(torch.nn.Module):
         super().__init__()
         if list(moving_bones[:1]) != [0] or len(set(moving_bones)) != len(moving_bones):
             raise ValueError(f"moving bones must start with the root (0), each once: {moving_bones}")
+        if model.pose_parameterization != "local-ref":  # the derivation above is for local-ref
+            raise ValueError(f"AnnyJoints needs Anny's local-ref poses, not {model.pose_parameterization}")
         parents = [int(p) for p in model.bone_parents]
         self.model = model
         self.moving = list(moving_bones)
