@@ -127,3 +127,9 @@ def test_every_rule_asks_through_the_resource_functions():
             assert runtime.group(1) in ("job_runtime", "train_runtime", "pretrain_runtime"), name
             if mem.group(2):
                 assert mem.group(2) in COSTS and runtime.group(2) == mem.group(2), name
+
+
+def test_measured_training_fits_its_memory_request():
+    """juggler60's smoke training (60 frames, 64 px, one loader): 2,024 MB peak (benchmarks/train.tsv)."""
+    smoke = {"resolution": 64, "epochs": 4, "batch_pairs": 2, "loader_workers": 1, "in_memory_mb": 1024}
+    assert train_request(60, 256, smoke, {"ngf": 16, "n_blocks": 3}).mem_mb > 2024
