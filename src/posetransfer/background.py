@@ -134,7 +134,7 @@ def masked_median(values: np.ndarray, covered: np.ndarray) -> tuple[np.ndarray, 
     Sorting uint16 with covered entries set past 255 puts the uncovered values first.
     """
     keyed = values.astype(np.uint16)
-    keyed[covered] = _UNSEEN
+    np.copyto(keyed, _UNSEEN, where=covered[..., None])  # no index arrays, unlike keyed[covered]
     keyed.sort(axis=0)
     count = (~covered).sum(axis=0, dtype=np.int32)
     low = np.clip((count - 1) // 2, 0, None)[None, ..., None]
