@@ -271,3 +271,10 @@ def test_too_few_frames_say_how_many_training_needs(synthetic_subject_dir, tmp_p
     with pytest.raises(ConfigError, match=r"at least 3 frames"):
         Trainer(TINY, data, atlas, tmp_path / "work", "cpu")
     assert not (tmp_path / "work").exists()  # nothing empty left behind
+
+
+def test_uv_loss_ignores_person_pixels_the_fitted_body_misses():
+    parts = torch.tensor([[[0, 0, 3], [0, 5, 5]]])  # (1, 2, 3): the fit's parts
+    mask = torch.tensor([[[[0, 1, 1], [0, 1, 0]]]], dtype=torch.float32)  # the person's mask
+    target = training.fit_parts_target(parts, mask)
+    assert target.tolist() == [[[0, -100, 3], [0, 5, 5]]]  # hair/clothing: unknown, not background

@@ -55,6 +55,7 @@ from posetransfer.progress import progress
 from posetransfer.tracking import TrainingLog
 
 log = logging.getLogger(__name__)
+IGNORE_INDEX = -100  # F.cross_entropy's default: pixels without a part target
 __all__ = ["LOSS_ABLATIONS", "PRESETS", "UV_INPUTS", "VARIANTS", "Renderer", "TrainConfig", "Trainer", "run"]
 
 
@@ -93,6 +94,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: not a readable checkpoint ({type(exc).__name__}); delete it to start over"
         ) from exc
+
+
+def fit_parts_target(parts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The body fit's parts as the UV loss's target, except where the person's mask says person and
+    the fitted body is absent (clothing, hair, fit error): those pixels are ignored (-100), not
+    called background, or the UV loss would pull the rendered person to the fit's thinner outline."""
+    unknown = (mask[:, 0] > 0) & (parts == 0)
+    return torch.where(unknown, torch.full_like(parts, IGNORE_INDEX), parts)
 
 
 def ema_update(decay: float):
@@ -236,7 +245,10 @@ class Trainer:
             terms.update({f"regular_{k}": config.w_regular * v for k, v in regular.items()})
         if "logits" in out and config.w_uv > 0:
             uv_terms = losses.uv_pretrain_loss(
-                out["logits"].float(), out["uv"].float(), both["parts"], both["uv"]
+                out["logits"].float(),
+                out["uv"].float(),
+                fit_parts_target(both["parts"], both["mask"]),
+                both["uv"],
             )
             terms["uv"] = config.w_uv * uv_terms["total"]
         current, previous = image[half:], image[:half]
