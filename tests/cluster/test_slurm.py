@@ -77,7 +77,12 @@ def rule_of(comment: str) -> str:
 
 
 def results(workdir: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(workdir)): path.read_bytes() for path in workdir.rglob("results/**/*.*")}
+    """Every output file but TensorBoard's event files (their names hold the time and host)."""
+    return {
+        str(path.relative_to(workdir)): path.read_bytes()
+        for path in workdir.rglob("results/**/*.*")
+        if "tfevents" not in path.name
+    }
 
 
 def declared_localrules() -> set[str]:
