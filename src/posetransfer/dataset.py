@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from posetransfer import cache
+from posetransfer.model.networks import body_iuv_tensors
 
 VALIDATION_SHARE = 0.1  # the last 10% of valid frames, contiguous (the paper's 9:1 split)
 MIN_VALID_FRAMES = 3  # two adjacent training frames (one pair for the temporal loss) + one for validation
@@ -247,16 +248,14 @@ def _nchw(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
 
 def to_device(compact: dict[str, np.ndarray], device: torch.device | str) -> dict[str, torch.Tensor]:
     """Compact frames -> float tensors on ``device`` (converted there, after the copy)."""
-    iuv = torch.as_tensor(np.ascontiguousarray(compact["iuv"])).to(device, non_blocking=True)
-    parts = iuv[..., 0].long()
-    uv = (iuv[..., 1:].float() / 255).permute(0, 3, 1, 2) * (parts > 0)[:, None]
+    parts, uv = body_iuv_tensors(compact["iuv"], device)
     skeleton = _nchw(compact["skeleton"], device).float() / 127.5 - 1
     laplacian = _nchw(compact["laplacian"], device).float()
     return {
         "pose": torch.cat([skeleton, laplacian], dim=1).contiguous(),
         "image": (_nchw(compact["image"], device).float() / 127.5 - 1).contiguous(),
         "parts": parts,
-        "uv": uv.contiguous(),
+        "uv": uv,
         "mask": torch.as_tensor(compact["mask"]).to(device)[:, None].float(),
     }
 
