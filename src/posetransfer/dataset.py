@@ -32,6 +32,9 @@ from posetransfer.model.networks import body_iuv_tensors
 VALIDATION_SHARE = 0.1  # the last 10% of valid frames, contiguous (the paper's 9:1 split)
 MIN_VALID_FRAMES = 3  # two adjacent training frames (one pair for the temporal loss) + one for validation
 READ_CHUNK = 64  # frames per read when loading a whole video into memory
+IGNORE_INDEX = -100  # F.cross_entropy's default: pixels without a part target
+IGNORED_PART = 255  # in a person-shaped IUV target: a person pixel too far from the fitted body to guess
+PERSON_REACH = 0.08  # how far (share of the image side) person pixels take the nearest body pixel's IUV
 WORKING_DTYPES = {np.dtype(bool): np.uint8, np.dtype(np.float16): np.float32}  # what OpenCV resizes
 
 # Per-frame arrays: cache kind -> (dataset, name in a batch, nearest-neighbour resize)
@@ -199,6 +202,8 @@ class SubjectData:
         flow, confidence = previous.pop("flow"), previous.pop("confidence")
         current = self.frames(frames)
         del current["flow"], current["confidence"]
+        for compact in (previous, current):
+            compact["person_iuv"] = person_iuv(compact["iuv"], compact["mask"])
         return {"current": current, "previous": previous, "flow": flow, "confidence": confidence}
 
     def batch(self, frames: np.ndarray, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -241,6 +246,38 @@ def pair_loader(data: SubjectData, schedule: list[np.ndarray], workers: int) -> 
     yield from loader
 
 
+def person_iuv(iuv: np.ndarray, mask: np.ndarray, reach: float = PERSON_REACH) -> np.ndarray:
+    """The fitted body's IUV (N, H, W, 3) reshaped to the person's mask (N, H, W): the UV target.
+
+    The fitted body is a naked, approximate body; the person wears clothes and hair and the fit is
+    off by a few pixels. Person pixels outside the body take the part and UV of the nearest body
+    pixel (within ``reach`` of the image side; farther ones are :data:`IGNORED_PART`), and body
+    pixels outside the mask become background, so the UV generator learns the person's outline.
+    """
+    out = iuv.copy()
+    limit = reach * max(iuv.shape[1:3])
+    for frame, person in zip(out, mask.astype(bool), strict=True):
+        body = frame[..., 0] > 0
+        if person.sum() < body.sum() / 2:  # a failed segmentation, not a thinner person: keep the fit
+            continue
+        extra = person & ~body
+        if not body.any():
+            frame[extra, 0] = IGNORED_PART
+            continue
+        # Each body pixel is its own label; every other pixel learns the label of the nearest one.
+        distance, label = cv2.distanceTransformWithLabels(
+            (~body).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        source = np.zeros(label.max() + 1, np.int64)
+        source[label[body]] = np.flatnonzero(body)
+        flat = frame.reshape(-1, 3)
+        near = extra & (distance <= limit)
+        flat[np.flatnonzero(near)] = flat[source[label[near]]]
+        frame[extra & ~near, 0] = IGNORED_PART
+        frame[body & ~person] = 0
+    return out
+
+
 def _nchw(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
     tensor = torch.as_tensor(np.ascontiguousarray(array)).to(device, non_blocking=True)
     return tensor.permute(0, 3, 1, 2)
@@ -251,13 +288,24 @@ def to_device(compact: dict[str, np.ndarray], device: torch.device | str) -> dic
     parts, uv = body_iuv_tensors(compact["iuv"], device)
     skeleton = _nchw(compact["skeleton"], device).float() / 127.5 - 1
     laplacian = _nchw(compact["laplacian"], device).float()
+    person = {}
+    if "person_iuv" in compact:  # training pairs: the UV loss's person-shaped target
+        person = dict(zip(("person_parts", "person_uv"), person_iuv_tensors(compact["person_iuv"], device)))
     return {
+        **person,
         "pose": torch.cat([skeleton, laplacian], dim=1).contiguous(),
         "image": (_nchw(compact["image"], device).float() / 127.5 - 1).contiguous(),
         "parts": parts,
         "uv": uv,
         "mask": torch.as_tensor(compact["mask"]).to(device)[:, None].float(),
     }
+
+
+def person_iuv_tensors(person: np.ndarray, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`person_iuv` -> the UV loss's target: parts (N, H, W), ignored pixels IGNORE_INDEX; UV."""
+    ignored = person[..., :1] == IGNORED_PART
+    parts, uv = body_iuv_tensors(np.where(ignored, np.uint8(0), person), device)
+    return parts.masked_fill(torch.as_tensor(ignored[..., 0]).to(device), IGNORE_INDEX), uv
 
 
 def pair_to_device(compact: dict[str, Any], device: torch.device | str) -> dict[str, Any]:

@@ -38,7 +38,14 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
 from posetransfer import cache, preview
-from posetransfer.dataset import MIN_VALID_FRAMES, SubjectData, SubjectPaths, pair_loader, pair_to_device
+from posetransfer.dataset import (
+    IGNORE_INDEX,
+    MIN_VALID_FRAMES,
+    SubjectData,
+    SubjectPaths,
+    pair_loader,
+    pair_to_device,
+)
 from posetransfer.errors import ConfigError
 from posetransfer.model import losses
 from posetransfer.model.networks import MultiscaleDiscriminator
@@ -55,7 +62,6 @@ from posetransfer.progress import progress
 from posetransfer.tracking import TrainingLog
 
 log = logging.getLogger(__name__)
-IGNORE_INDEX = -100  # F.cross_entropy's default: pixels without a part target
 __all__ = ["LOSS_ABLATIONS", "PRESETS", "UV_INPUTS", "VARIANTS", "Renderer", "TrainConfig", "Trainer", "run"]
 
 
@@ -244,12 +250,11 @@ class Trainer:
             regular = self._supervised(out["rgb_branch"].float(), real)
             terms.update({f"regular_{k}": config.w_regular * v for k, v in regular.items()})
         if "logits" in out and config.w_uv > 0:
-            uv_terms = losses.uv_pretrain_loss(
-                out["logits"].float(),
-                out["uv"].float(),
-                fit_parts_target(both["parts"], both["mask"]),
-                both["uv"],
-            )
+            if config.uv_target == "person":
+                target_parts, target_uv = both["person_parts"], both["person_uv"]
+            else:
+                target_parts, target_uv = fit_parts_target(both["parts"], both["mask"]), both["uv"]
+            uv_terms = losses.uv_pretrain_loss(out["logits"].float(), out["uv"].float(), target_parts, target_uv)
             terms["uv"] = config.w_uv * uv_terms["total"]
         current, previous = image[half:], image[:half]
         if full and config.w_temporal > 0:

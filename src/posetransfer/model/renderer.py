@@ -31,6 +31,7 @@ from posetransfer.model.networks import (
 
 VARIANTS = ("full", "no_d2g", "rgb_texture", "no_condition", "pose_to_image")
 UV_INPUTS = ("pose", "pose+body_iuv")
+UV_TARGETS = ("body", "person")
 # Ablations of the full model: settings, not architectures (``TrainConfig.for_variant``): Table 3's
 # and one per change of issue 12 (body prior, structure and feature-matching terms, EMA, lr decay).
 LOSS_ABLATIONS: dict[str, dict[str, Any]] = {
@@ -38,6 +39,7 @@ LOSS_ABLATIONS: dict[str, dict[str, Any]] = {
     "video_discriminator": {"temporal_discriminator": True},
     "pose_only_uv": {"uv_input": "pose"},
     "d2g_image": {"d2g_residual": False},
+    "body_uv_target": {"uv_target": "body"},
     "no_ssim": {"w_ssim": 0.0},
     "no_feature_matching": {"w_feature_matching": 0.0},
     "no_ema": {"ema": 0.0},
@@ -100,6 +102,7 @@ class TrainConfig:
     d2g_pose_input: str = "intermediate"
     temporal_discriminator: bool = False
     uv_input: str = "pose+body_iuv"
+    uv_target: str = "person"
     d2g_residual: bool = True
     ema: float = 0.999
     lr_decay: bool = True
@@ -147,6 +150,8 @@ class TrainConfig:
             raise ConfigError(f"model.variant: unknown variant {self.variant!r}, expected one of {VARIANTS}")
         if self.uv_input not in UV_INPUTS:
             raise ConfigError(f"model.uv_input: unknown input {self.uv_input!r}, expected one of {UV_INPUTS}")
+        if self.uv_target not in UV_TARGETS:
+            raise ConfigError(f"model.uv_target: unknown target {self.uv_target!r}, expected one of {UV_TARGETS}")
 
     @property
     def body_prior(self) -> bool:
