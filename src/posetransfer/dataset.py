@@ -290,7 +290,8 @@ def to_device(compact: dict[str, np.ndarray], device: torch.device | str) -> dic
     laplacian = _nchw(compact["laplacian"], device).float()
     person = {}
     if "person_iuv" in compact:  # training pairs: the UV loss's person-shaped target
-        person = dict(zip(("person_parts", "person_uv"), person_iuv_tensors(compact["person_iuv"], device)))
+        person_parts, person_uv = person_iuv_tensors(compact["person_iuv"], device)
+        person = {"person_parts": person_parts, "person_uv": person_uv}
     return {
         **person,
         "pose": torch.cat([skeleton, laplacian], dim=1).contiguous(),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,40 +87,57 @@ class Scored:
     lpips: float | None = None
 
 
-def score_renders(data: SubjectData, draw: Renderer, robust: np.ndarray, keep: set[int],
-                  lpips: metrics.LPIPSDistance | None = None) -> Scored:  # fmt: skip
-    """Render the validation frames chunk by chunk with ``draw`` and score them: SSIM/PSNR (frame and
-    person box), Robust-SSIM/PSNR over the ``robust`` positions, E_temp over adjacent frames, LPIPS."""
-    val = data.val_index
-    per_frame: list[dict[str, float]] = []
-    errors, distances, kept = [], [], {}
+@dataclass
+class _Tally:
+    """What one renderer's validation frames have scored so far."""
+
+    per_frame: list[dict[str, float]] = field(default_factory=list)
+    errors: list[float] = field(default_factory=list)
+    distances: list[np.ndarray] = field(default_factory=list)
+    kept: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     last: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None  # frame, ours, flow, confidence
-    for start in range(0, len(val), EVAL_CHUNK):
-        compact = data.frames(val[start : start + EVAL_CHUNK])
-        real, ours = compact["image"], draw(compact)
-        for k, frame in enumerate(val[start : start + EVAL_CHUNK]):
-            per_frame.append(frame_scores(real[k], ours[k], compact["mask"][k] > 0))
-            if last is not None and last[0] == frame - 1:  # flow[i]: frame i + 1 -> i, from the real frames
-                pair = np.stack([last[1], ours[k]])
-                errors.append(metrics.temporal_error(pair, last[2][None], last[3][None]))
-            flow, confidence = (
-                compact["flow"][k].astype(np.float32),
-                compact["confidence"][k].astype(np.float32),
-            )
-            last = (int(frame), ours[k], flow, confidence)
+
+    def add(self, start: int, frames: np.ndarray, compact: dict[str, np.ndarray], ours: np.ndarray,
+            keep: set[int]) -> None:  # fmt: skip
+        real = compact["image"]
+        for k, frame in enumerate(frames):
+            self.per_frame.append(frame_scores(real[k], ours[k], compact["mask"][k] > 0))
+            if self.last is not None and self.last[0] == frame - 1:  # flow[i]: frame i + 1 -> i, real frames
+                pair = np.stack([self.last[1], ours[k]])
+                self.errors.append(metrics.temporal_error(pair, self.last[2][None], self.last[3][None]))
+            flow, confidence = (compact[key][k].astype(np.float32) for key in ("flow", "confidence"))
+            self.last = (int(frame), ours[k], flow, confidence)
             if start + k in keep:
-                kept[start + k] = (real[k], ours[k])
-        if lpips is not None:
-            distances.append(lpips(real, ours))
-    summary = summarise(per_frame)
-    robust_scores = summarise([per_frame[i] for i in robust]) if len(robust) else {}
-    summary.update(
-        {f"robust_{key}": value for key, value in robust_scores.items() if key in ("ssim", "psnr")}
-    )
-    if errors:
-        summary["temporal_error"] = float(np.mean(errors))
-    mean_lpips = float(np.concatenate(distances).mean()) if distances else None
-    return Scored(summary, [frame["psnr"] for frame in per_frame], kept, mean_lpips)
+                self.kept[start + k] = (real[k], ours[k])
+
+    def scored(self, robust: np.ndarray) -> Scored:
+        summary = summarise(self.per_frame)
+        robust_scores = summarise([self.per_frame[i] for i in robust]) if len(robust) else {}
+        summary.update(
+            {f"robust_{key}": value for key, value in robust_scores.items() if key in ("ssim", "psnr")}
+        )
+        if self.errors:
+            summary["temporal_error"] = float(np.mean(self.errors))
+        lpips = float(np.concatenate(self.distances).mean()) if self.distances else None
+        return Scored(summary, [frame["psnr"] for frame in self.per_frame], self.kept, lpips)
+
+
+def score_renders(data: SubjectData, draws: dict[str, Renderer], robust: np.ndarray, keep: set[int],
+                  lpips: metrics.LPIPSDistance | None = None) -> dict[str, Scored]:  # fmt: skip
+    """Render the validation frames chunk by chunk with each of ``draws`` (each chunk read once) and
+    score them: SSIM/PSNR (frame and person box), Robust-SSIM/PSNR over the ``robust`` positions,
+    E_temp over adjacent frames, and LPIPS for the first renderer."""
+    val = data.val_index
+    tallies = {name: _Tally() for name in draws}
+    for start in range(0, len(val), EVAL_CHUNK):
+        frames = val[start : start + EVAL_CHUNK]
+        compact = data.frames(frames)
+        for position, (name, draw) in enumerate(draws.items()):
+            ours = draw(compact)
+            tallies[name].add(start, frames, compact, ours, keep if position == 0 else set())
+            if lpips is not None and position == 0:
+                tallies[name].distances.append(lpips(compact["image"], ours))
+    return {name: tally.scored(robust) for name, tally in tallies.items()}
 
 
 def model_renderer(renderer: torch.nn.Module, resolution: int) -> Renderer:
@@ -152,18 +169,19 @@ def run(subject_dir: str | Path, model: str | Path, out_json: str | Path, sample
         lpips_weights, metrics.LPIPS_WEIGHTS_KEY, metrics.LPIPS_UNAVAILABLE, "AlexNet"
     )
     lpips = metrics.LPIPSDistance(lpips_path) if lpips_path else None
-    started = time.perf_counter()
-    ours = score_renders(data, model_renderer(renderer, resolution), robust, keep, lpips)
-    ms_per_frame = 1000 * (time.perf_counter() - started) / max(1, len(val))
     with cache.open_cache(Path(subject_dir) / "texture.h5", "texture") as texture:
         atlas = texture.read("atlas")
     background = to_uint8(data.background_tensor())
-    lookup = score_renders(data, lookup_renderer(atlas, background), robust, set())
+    started = time.perf_counter()
+    draws = {"ours": model_renderer(renderer, resolution), "lookup": lookup_renderer(atlas, background)}
+    scored = score_renders(data, draws, robust, keep, lpips)
+    ours, lookup = scored["ours"], scored["lookup"]
+    ms_per_frame = 1000 * (time.perf_counter() - started) / max(1, len(val))
     result = {
         "frames": len(val),
         "resolution": resolution,
         "variant": renderer.variant,
-        "render_ms_per_frame": ms_per_frame,  # rendering and scoring, chunk by chunk
+        "render_ms_per_frame": ms_per_frame,  # reading, rendering and scoring (and the lookup's)
         "loss_terms": meta.get("loss_terms"),
         **ours.summary,
         "robust_frames": [int(val[i]) for i in robust],

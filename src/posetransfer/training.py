@@ -254,7 +254,8 @@ class Trainer:
                 target_parts, target_uv = both["person_parts"], both["person_uv"]
             else:
                 target_parts, target_uv = fit_parts_target(both["parts"], both["mask"]), both["uv"]
-            uv_terms = losses.uv_pretrain_loss(out["logits"].float(), out["uv"].float(), target_parts, target_uv)
+            logits, uv = out["logits"].float(), out["uv"].float()
+            uv_terms = losses.uv_pretrain_loss(logits, uv, target_parts, target_uv)
             terms["uv"] = config.w_uv * uv_terms["total"]
         current, previous = image[half:], image[:half]
         if full and config.w_temporal > 0:

@@ -151,7 +151,9 @@ class TrainConfig:
         if self.uv_input not in UV_INPUTS:
             raise ConfigError(f"model.uv_input: unknown input {self.uv_input!r}, expected one of {UV_INPUTS}")
         if self.uv_target not in UV_TARGETS:
-            raise ConfigError(f"model.uv_target: unknown target {self.uv_target!r}, expected one of {UV_TARGETS}")
+            raise ConfigError(
+                f"model.uv_target: unknown target {self.uv_target!r}, expected one of {UV_TARGETS}"
+            )
 
     @property
     def body_prior(self) -> bool:
