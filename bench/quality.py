@@ -60,11 +60,17 @@ def main() -> None:
     parser.add_argument("--preset", default="standard", choices=sorted(training.PRESETS))
     parser.add_argument("--variants", nargs="+", default=["full", "pose_only_uv", "no_d2g", "pose_to_image"])
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
+    parser.add_argument("--min-steps", type=int, help="override the preset's min_steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/bench_quality"))
     args = parser.parse_args()
     config = training.TrainConfig.from_config(
-        validate_config({"seed": args.seed, "train": {"preset": args.preset, "epochs": args.epochs}})
+        validate_config(
+            {
+                "seed": args.seed,
+                "train": {"preset": args.preset, "epochs": args.epochs, "min_steps": args.min_steps},
+            }
+        )
     )
     config = dataclasses.replace(config, perceptual_weights="auto")
     out = args.out / args.subject.name / f"{args.preset}-seed{args.seed}"

@@ -101,6 +101,8 @@ def test_training_time_follows_the_steps():
     train = {"resolution": 512, "epochs": 30, "batch_pairs": 2, "loader_workers": 1, "in_memory_mb": 1024}
     paper = {"ngf": 64, "n_blocks": 9}
     assert training_steps(1000, 30, 2) == 30 * ((900 - 1) // 2)
+    assert training_steps(1000, 30, 2, min_steps=600) == training_steps(1000, 30, 2)  # enough already
+    assert training_steps(65, 6, 2, min_steps=600) == 22 * 28  # a short clip: more epochs, not fewer steps
     short, long = train_request(1000, 512, train, paper), train_request(4000, 512, train, paper)
     assert long.runtime > 3 * short.runtime > 0
     assert train_request(1000, 512, {**train, "epochs": 60}, paper).runtime > short.runtime

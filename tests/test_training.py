@@ -244,6 +244,8 @@ def test_standard_preset_validates_and_trains_a_step(synthetic_subject_dir, tmp_
     trainer = _trainer(
         synthetic_subject_dir, tmp_path, replace(config, warmup_epochs=0, perceptual_weights="none")
     )
+    # A short clip makes more epochs, to the preset's minimum number of steps.
+    assert trainer.total_steps >= config.min_steps == 600 and trainer.epochs > config.epochs
     record = trainer.train_step(trainer.data.pair_batch(trainer.pairs[:2]))
     assert {"ssim", "feature_matching", "gan", "temporal", "uv"} <= set(record) and np.isfinite(
         record["total"]

@@ -99,10 +99,14 @@ GPU_MIN_SECONDS_PER_STEP = 0.05
 STEP_OVERHEAD = 1.2  # samples, checkpoints, the loss log
 
 
-def training_steps(frames: int, epochs: int, batch_pairs: int, validation_share: float = 0.1) -> int:
-    """Steps of a run: pairs of adjacent training frames (validation held out) per batch, per epoch."""
+def training_steps(
+    frames: int, epochs: int, batch_pairs: int, min_steps: int = 0, validation_share: float = 0.1
+) -> int:
+    """Steps of a run: pairs of adjacent training frames (validation held out) per batch, per epoch,
+    for ``epochs`` or as many more as ``min_steps`` needs (``TrainConfig.epochs_for``)."""
     pairs = max(1, round(frames * (1 - validation_share)) - 1)
-    return epochs * max(1, pairs // batch_pairs)
+    per_epoch = max(1, pairs // batch_pairs)
+    return max(epochs, -(-min_steps // per_epoch)) * per_epoch
 
 
 def train_request(
@@ -110,7 +114,7 @@ def train_request(
 ) -> Request:
     """``train``: host memory for the data it keeps and its loader, time for its steps on one GPU.
 
-    ``train``: the resolved training settings (``resolution``, ``epochs``, ``batch_pairs``,
+    ``train``: the resolved training settings (``resolution``, ``epochs``, ``min_steps``, ``batch_pairs``,
     ``loader_workers``, ``in_memory_mb``); ``widths``: ``ngf`` and ``n_blocks``.
     """
     resolution = train["resolution"] or side
@@ -119,7 +123,7 @@ def train_request(
     peak_mb = TRAIN_BASE_MB + in_memory + LOADER_WORKER_MB * train["loader_workers"]
     work = (resolution / 512) ** 2 * (widths["ngf"] / 64) ** 2 * (widths["n_blocks"] + 8) / (9 + 8)
     per_step = max(GPU_MIN_SECONDS_PER_STEP, GPU_SECONDS_PER_PAPER_STEP * work * train["batch_pairs"] / 2)
-    steps = training_steps(frames, train["epochs"], train["batch_pairs"])
+    steps = training_steps(frames, train["epochs"], train["batch_pairs"], train.get("min_steps", 0))
     return _request(peak_mb, 120 + STEP_OVERHEAD * steps * per_step, attempt)
 
 

@@ -169,7 +169,8 @@ class Trainer:
                 f"needs a video of at least {MIN_VALID_FRAMES} frames with the person in view"
             )
         self.steps_per_epoch = len(pair_schedule(self.pairs, 0, config.batch_pairs, config.seed))
-        self.total_steps = config.epochs * self.steps_per_epoch
+        self.epochs = config.epochs_for(self.steps_per_epoch)
+        self.total_steps = self.epochs * self.steps_per_epoch
         out_dir.mkdir(parents=True, exist_ok=True)  # only once the data can train
         self.autocast = config.amp and self.device.type == "cuda"
         # Compiling changes speed, not results; the state dict stays the plain module's.
@@ -339,14 +340,14 @@ class Trainer:
                 save_checkpoint(checkpoint, self.state())
             if stop_after is not None and self.step >= stop_after:
                 return
-        log.info("trained %d steps (%d epochs of %d pairs)", total_steps, config.epochs, len(self.pairs))
+        log.info("trained %d steps (%d epochs of %d pairs)", total_steps, self.epochs, len(self.pairs))
 
     def batches(self) -> Iterator[dict[str, Any]]:
         """The compact pair batches from ``self.step`` to the end: epoch by epoch, each epoch's order a
         function of (seed, epoch) only, so a resumed run reads exactly what the uninterrupted one did."""
         config = self.config
         first_epoch, within = divmod(self.step, self.steps_per_epoch)
-        for epoch in range(first_epoch, config.epochs):
+        for epoch in range(first_epoch, self.epochs):
             schedule = pair_schedule(self.pairs, epoch, config.batch_pairs, config.seed)
             yield from pair_loader(self.data, schedule[within if epoch == first_epoch else 0 :],
                                    config.loader_workers)  # fmt: skip

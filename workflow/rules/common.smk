@@ -340,7 +340,7 @@ def _train_request(wildcards, attempt):
 
     train = TrainConfig.from_config(config).for_variant(variant_of(wildcards))
     frames, pixels = subject_size(wildcards.subject)
-    settings = {key: getattr(train, key) for key in ("resolution", "epochs", "batch_pairs")}
+    settings = {key: getattr(train, key) for key in ("resolution", "epochs", "min_steps", "batch_pairs")}
     settings.update({key: config["train"][key] for key in ("loader_workers", "in_memory_mb")})
     widths = {"ngf": train.ngf, "n_blocks": train.n_blocks}
     return _resources.train_request(frames, int(pixels**0.5), settings, widths, attempt)
@@ -351,7 +351,7 @@ def train_mem_mb(wildcards, attempt):
 
 
 def train_runtime(wildcards, attempt):
-    """Follows the steps: the preset's epochs x the subject's pairs per batch."""
+    """Follows the steps: the preset's epochs (or min_steps) x the subject's pairs per batch."""
     return _train_request(wildcards, attempt).runtime
 
 

@@ -50,6 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "resolution": 64,
         "epochs": 4,
+        "min_steps": 0,
         "warmup_epochs": 1,
         "ngf": 16,
         "n_blocks": 3,
@@ -61,6 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "standard": {
         "resolution": 128,
         "epochs": 6,
+        "min_steps": 600,  # a short clip (65 frames: 29 steps an epoch) still gets enough steps
         "warmup_epochs": 1,
         "ngf": 24,
         "n_blocks": 4,
@@ -71,6 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "resolution": None,
         "epochs": 30,
+        "min_steps": 0,
         "warmup_epochs": 3,
         "ngf": 64,
         "n_blocks": 9,
@@ -87,6 +90,7 @@ class TrainConfig:
     variant: str = "full"
     resolution: int | None = 64
     epochs: int = 4
+    min_steps: int = 0
     warmup_epochs: int = 1
     batch_pairs: int = 2
     learning_rate: float = 0.0002
@@ -154,6 +158,10 @@ class TrainConfig:
             raise ConfigError(
                 f"model.uv_target: unknown target {self.uv_target!r}, expected one of {UV_TARGETS}"
             )
+
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """The epochs a run makes: ``epochs``, or more where a short clip needs them for ``min_steps``."""
+        return max(self.epochs, -(-self.min_steps // max(1, steps_per_epoch)))
 
     @property
     def body_prior(self) -> bool:
