@@ -1,16 +1,14 @@
-"""IUV: part assignment and charts of the Anny mesh, IUV images, import, texture atlas."""
+"""IUV: part assignment and charts of the Anny mesh, IUV images, unwrapping a rendered body."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from posetransfer import iuv
-from posetransfer.errors import ConfigError, PosetransferError
+from posetransfer import iuv, texture
 from posetransfer.raster import Camera, Rasterizer
 
 # Measured on Anny 0.6.2 (see the closing figures in the report): torso and limbs <= 0.3 %, hands and
@@ -161,79 +159,6 @@ def test_densepose_png_round_trip_through_a_file(tmp_path: Path) -> None:
         iuv.to_densepose_png(part, u[:, :-1], v)
 
 
-def _write_iuv(folder: Path, names: list[str], size: tuple[int, int] = (24, 16)) -> list[np.ndarray]:
-    folder.mkdir(exist_ok=True)
-    images = []
-    for k, name in enumerate(names):
-        image = np.zeros((*size, 3), np.uint8)
-        image[4:10, 3:9] = (k + 1, 100 + k, 200 - k)
-        cv2.imwrite(str(folder / name), image)
-        images.append(image)
-    return images
-
-
-def test_import_folder_reads_frames_in_natural_order(tmp_path: Path) -> None:
-    _write_iuv(tmp_path / "iuv", ["frame_2.png", "frame_10.png", "frame_1.png"])
-    part, u, v = iuv.import_folder(tmp_path / "iuv", count=3, size=(24, 16))
-    assert part.shape == (3, 24, 16) and u.dtype == np.float32
-    # frame_1 was written third (part 3), frame_2 first (part 1), frame_10 second (part 2).
-    assert [int(p.max()) for p in part] == [3, 1, 2]
-    assert u[1, 5, 5] == pytest.approx(100 / 255) and v[1, 5, 5] == pytest.approx(200 / 255)
-
-
-def _one_line_error(error: pytest.ExceptionInfo, *needles: str) -> None:
-    text = str(error.value)
-    assert "\n" not in text
-    for needle in needles:
-        assert needle in text, text
-
-
-def test_import_folder_errors_name_the_file(tmp_path: Path) -> None:
-    folder = tmp_path / "iuv"
-    _write_iuv(folder, ["a.png", "b.png"])
-    with pytest.raises(PosetransferError) as error:
-        iuv.import_folder(folder, count=3, size=(24, 16))
-    _one_line_error(error, str(folder), "expected 3", "found 2")
-    with pytest.raises(PosetransferError) as error:
-        iuv.import_folder(folder, count=2, size=32)
-    _one_line_error(error, "a.png", "16x24", "32x32")
-    (folder / "b.png").write_bytes(b"not a png")
-    with pytest.raises(PosetransferError) as error:
-        iuv.import_folder(folder, count=2, size=(24, 16))
-    _one_line_error(error, "b.png", "unreadable")
-    bad = np.full((24, 16, 3), 30, np.uint8)  # channel 0 = 30 > 24: not a part index
-    cv2.imwrite(str(folder / "b.png"), bad)
-    with pytest.raises(PosetransferError) as error:
-        iuv.import_folder(folder, count=2, size=(24, 16))
-    _one_line_error(error, "b.png", "not a DensePose IUV image")
-    with pytest.raises(PosetransferError) as error:
-        iuv.import_folder(tmp_path / "missing", count=2, size=16)
-    _one_line_error(error, "missing")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("detectron2") is not None, reason="detectron2 is installed")
-def test_densepose_backend_says_how_to_install_detectron2(tmp_path: Path) -> None:
-    frames = np.zeros((1, 16, 16, 3), np.uint8)
-    with pytest.raises(ConfigError) as error:
-        iuv.densepose_predict(frames, tmp_path / "config.yaml", tmp_path / "model.pkl")
-    _one_line_error(error, "detectron2", "from source", "iuv.densepose_config", "iuv.densepose_weights")
-
-
-def test_unwrap_averages_colours_per_texel() -> None:
-    part = np.zeros((2, 4, 4), np.uint8)
-    u, v = np.zeros((2, 4, 4), np.float32), np.zeros((2, 4, 4), np.float32)
-    part[:, 1, 2] = 7
-    u[:, 1, 2], v[:, 1, 2] = 0.5, 0.25  # texel column rint(0.5 * 9), row rint(0.75 * 9) at S = 10
-    frames = np.zeros((2, 4, 4, 3), np.uint8)
-    frames[0, 1, 2], frames[1, 1, 2] = (10, 20, 30), (30, 40, 50)
-    atlas, count = iuv.unwrap(frames, part, u, v, size=10, fill="mean")
-    assert atlas.shape == (24, 10, 10, 3) and count.shape == (24, 10, 10)
-    assert count.sum() == 2 and count[6, 7, 4] == 2
-    np.testing.assert_allclose(atlas[6, 7, 4], np.array([20, 30, 40]) / 255, atol=1e-6)
-    np.testing.assert_allclose(atlas[6], np.broadcast_to(atlas[6, 7, 4], (10, 10, 3)))  # part mean
-    np.testing.assert_allclose(atlas[0], atlas[6])  # never-seen parts: mean of all seen texels
-
-
 def test_unwrap_of_a_constant_colour_body(body, charts) -> None:
     rasterizer = Rasterizer(
         body.faces, body.num_vertices, device="cpu", reference_vertices=body.rest_vertices
@@ -246,7 +171,7 @@ def test_unwrap_of_a_constant_colour_body(body, charts) -> None:
     part, u, v = (np.stack(a) for a in zip(*iuvs, strict=True))
     colour = np.array([200, 120, 40], np.uint8)
     frames = np.where((part > 0)[..., None], colour, np.uint8(0)).astype(np.uint8)  # black background
-    atlas, count = iuv.unwrap(frames, part, u, v, size=64)
+    atlas, count = texture.unwrap(frames, part, u, v, size=64)
     assert count.sum() == (part > 0).sum()
     assert (count > 0).any(axis=(1, 2)).sum() >= 20  # three views see most parts
     np.testing.assert_allclose(
@@ -255,17 +180,3 @@ def test_unwrap_of_a_constant_colour_body(body, charts) -> None:
     np.testing.assert_allclose(
         atlas, np.broadcast_to(colour / 255, atlas.shape), atol=1.01 / 255
     )  # inpainted
-
-
-def test_atlas_image_layout_follows_densepose() -> None:
-    atlas = np.zeros((24, 8, 8, 3), np.float32)
-    atlas[:, :, :, 0] = (np.arange(24) / 255.0)[:, None, None]
-    atlas[:, 0, 0, 1] = 1.0  # mark each tile's top-left texel
-    image = iuv.atlas_image(atlas)
-    assert image.shape == (48, 32, 3) and image.dtype == np.uint8
-    for p in range(24):
-        col, row = divmod(p, 6)  # part 6 i + j + 1 in column i, row j
-        tile = image[row * 8 : row * 8 + 8, col * 8 : col * 8 + 8]
-        assert (tile[..., 0] == p).all() and tile[0, 0, 1] == 255 and tile[1, 1, 1] == 0
-    with pytest.raises(ValueError):
-        iuv.atlas_image(atlas[:23])

@@ -138,7 +138,7 @@ def test_texture_streams_blocks_with_the_sums_of_one_unwrap(synthetic_labels, sy
     texture.run(long_frames, tmp_path / "labels3d.h5", tmp_path / "texture.h5", tmp_path / "t.png", params)
     keep = np.flatnonzero(arrays["fitted"])
     parts, u, v = iuv.from_densepose_png(arrays["iuv"][keep])
-    atlas, count = iuv.unwrap(frames[keep], parts, u, v, params.size, params.fill)
+    atlas, count = texture.unwrap(frames[keep], parts, u, v, params.size, params.fill)
     with cache.open_cache(tmp_path / "texture.h5", "texture") as cached:
         assert np.array_equal(cached.read("atlas"), np.round(np.clip(atlas, 0, 1) * 255).astype(np.uint8))
         assert np.array_equal(cached.read("count"), count)

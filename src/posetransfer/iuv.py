@@ -41,25 +41,18 @@ IUV images (:func:`to_densepose_png`) use the layout of DensePose's ``*_IUV.png`
 part index, channel 1 ``U * 255``, channel 2 ``V * 255``, written and read with ``cv2.imwrite`` /
 ``cv2.imread``, i.e. channel 0 is the file's *blue* channel (read as RGB, such a file is V, U, I).
 
-The texture atlas (:func:`unwrap`) stores part ``p`` in ``atlas[p - 1]`` with DensePose's texel
-convention: column ``U * (S - 1)``, row ``(1 - V) * (S - 1)``; :func:`atlas_image` lays the parts out
-like DensePose's ``texture_atlas_200.png``: 6 rows by 4 columns, part ``6 * i + j + 1`` in column
-``i``, row ``j``.
+The texture atlas (:func:`posetransfer.texture.unwrap`) stores part ``p`` in ``atlas[p - 1]`` with
+DensePose's texel convention: column ``U * (S - 1)``, row ``(1 - V) * (S - 1)``. IUV from outside the
+body fit (a folder of DensePose PNGs, DensePose itself) is read by :mod:`posetransfer.iuv_import`.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import cv2
 import numpy as np
-
-from posetransfer.errors import ConfigError, PosetransferError
 
 __all__ = [
     "MARGIN",
@@ -67,18 +60,15 @@ __all__ = [
     "PART_NAMES",
     "BodyCharts",
     "anny_charts",
-    "atlas_image",
     "build_charts",
     "chart_distortion",
     "chart_overlap",
     "charts_from_body",
-    "densepose_predict",
+    "check_iuv",
     "from_densepose_png",
-    "import_folder",
     "iuv_from_raster",
     "part_index",
     "to_densepose_png",
-    "unwrap",
 ]
 
 NUM_PARTS = 24
@@ -486,7 +476,7 @@ def iuv_from_raster(
     return part, u, v
 
 
-def _check_iuv(part: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+def check_iuv(part: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
     """Shapes and ranges shared by the IUV writers."""
     if u.shape != part.shape or v.shape != part.shape:
         raise ValueError(f"I {part.shape}, U {u.shape} and V {v.shape} must have the same shape")
@@ -501,7 +491,7 @@ def to_densepose_png(part: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarr
     DensePose's ``*_IUV.png``); background pixels are all zero.
     """
     part, u, v = np.asarray(part), np.asarray(u, dtype=np.float32), np.asarray(v, dtype=np.float32)
-    _check_iuv(part, u, v)
+    check_iuv(part, u, v)
     fg = part > 0
     out = np.zeros((*part.shape, 3), dtype=np.uint8)
     out[..., 0] = part.astype(np.uint8)
@@ -525,270 +515,6 @@ def from_densepose_png(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     u = np.where(fg, image[..., 1] / np.float32(255), 0).astype(np.float32)
     v = np.where(fg, image[..., 2] / np.float32(255), 0).astype(np.float32)
     return part, u, v
-
-
-def _natural_key(path: Path) -> list[int | str]:
-    """Sort key putting ``frame_2.png`` before ``frame_10.png``."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
-
-
-def import_folder(
-    folder: str | Path, count: int, size: int | tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IUV of ``count`` frames from a folder of DensePose IUV PNGs, one per frame, in natural name order.
-
-    ``size`` is the frames' side (square crops) or ``(height, width)``. Returns ``I`` ``(N, H, W)``
-    uint8 and ``U``, ``V`` float32. Any problem (missing folder, wrong count, unreadable file, wrong
-    size, not an IUV image) raises a one-line :class:`PosetransferError` naming the file.
-    """
-    folder = Path(folder)
-    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if not folder.is_dir():
-        raise PosetransferError("IUV import folder does not exist", folder)
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png"), key=_natural_key)
-    if len(files) != count:
-        raise PosetransferError(f"expected {count} IUV PNGs (one per frame), found {len(files)}", folder)
-    images = np.zeros((count, height, width, 3), dtype=np.uint8)
-    for i, path in enumerate(files):
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise PosetransferError("unreadable image", path)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise PosetransferError(
-                f"not an 8-bit 3-channel IUV image (shape {image.shape}, {image.dtype})", path
-            )
-        if image.shape[:2] != (height, width):
-            raise PosetransferError(
-                f"image is {image.shape[1]}x{image.shape[0]}, expected {width}x{height} like the frames", path
-            )
-        if int(image[..., 0].max()) > NUM_PARTS:
-            raise PosetransferError(
-                f"channel 0 holds {int(image[..., 0].max())} > {NUM_PARTS}: not a DensePose IUV image", path
-            )
-        images[i] = image
-    return from_densepose_png(images)
-
-
-_DETECTRON2_HELP = (
-    "iuv.backend 'densepose' needs detectron2 and its DensePose project, which are not installed "
-    "(detectron2 publishes no wheel for Python 3.11): build detectron2 from source following "
-    "https://detectron2.readthedocs.io/en/latest/tutorials/install.html "
-    "(python -m pip install 'git+https://github.com/facebookresearch/detectron2.git'), then "
-    "python -m pip install "
-    "'git+https://github.com/facebookresearch/detectron2@main#subdirectory=projects/DensePose', "
-    "and set iuv.densepose_config and iuv.densepose_weights to a DensePose config and its weights; "
-    "or use iuv.backend: import"
-)
-
-
-def _import_densepose():  # -> (get_cfg, DefaultPredictor, add_densepose_config, DensePoseResultExtractor)
-    """detectron2 and DensePose's pieces, or a one-line ConfigError saying how to install them."""
-    try:
-        from detectron2.config import get_cfg
-        from detectron2.engine import DefaultPredictor
-    except ImportError as error:
-        raise ConfigError(_DETECTRON2_HELP) from error
-    try:
-        from densepose import add_densepose_config
-        from densepose.vis.extractor import DensePoseResultExtractor
-    except ImportError:
-        try:
-            from detectron2.projects.densepose import add_densepose_config
-            from detectron2.projects.densepose.vis.extractor import DensePoseResultExtractor
-        except ImportError as error:
-            raise ConfigError(_DETECTRON2_HELP) from error
-    return get_cfg, DefaultPredictor, add_densepose_config, DensePoseResultExtractor
-
-
-def densepose_predict(
-    frames: np.ndarray, config: str | Path, weights: str | Path, device: str = "cpu"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IUV of RGB ``frames`` ``(N, H, W, 3)`` uint8 by detectron2's DensePose (the user's config, weights).
-
-    The highest-scoring person of each frame is kept; frames without one are all background. U and V
-    are then in DensePose's SMPL-based charts, not Anny's: do not mix the two in one subject.
-    """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    get_cfg, default_predictor, add_densepose_config, extractor = _import_densepose()
-    for key, path in (("iuv.densepose_config", config), ("iuv.densepose_weights", weights)):
-        if not os.path.isfile(path):
-            raise ConfigError(f"{key}: file {path} does not exist")
-    cfg = get_cfg()
-    add_densepose_config(cfg)
-    cfg.merge_from_file(str(config))
-    cfg.MODEL.WEIGHTS = str(weights)
-    cfg.MODEL.DEVICE = device
-    cfg.freeze()
-    predictor = default_predictor(cfg)
-    extract = extractor()
-    n, height, width = frames.shape[:3]
-    part = np.zeros((n, height, width), dtype=np.uint8)
-    u = np.zeros((n, height, width), dtype=np.float32)
-    v = np.zeros((n, height, width), dtype=np.float32)
-    for i, rgb in enumerate(frames):
-        instances = predictor(np.ascontiguousarray(rgb[..., ::-1]))["instances"].to("cpu")
-        if len(instances) == 0 or not instances.has("pred_densepose"):
-            continue
-        best = instances[int(instances.scores.argmax())]
-        results, boxes = extract(best)
-        if not results:
-            continue
-        _paste(results[0], boxes[0], part[i], u[i], v[i])
-    return part, u, v
-
-
-def _paste(result, box, part: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
-    """Write one DensePoseChartResult (box-sized labels and uv) into full-frame I, U, V."""
-    x, y, w, h = (int(t) for t in box)
-    labels = result.labels.cpu().numpy().astype(np.uint8)
-    uv = result.uv.clamp(0, 1).cpu().numpy()
-    h, w = min(h, labels.shape[0]), min(w, labels.shape[1])
-    y0, x0 = max(y, 0), max(x, 0)
-    y1, x1 = min(y + h, part.shape[0]), min(x + w, part.shape[1])
-    if y1 <= y0 or x1 <= x0:
-        return
-    crop = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
-    fg = labels[crop] > 0
-    part[y0:y1, x0:x1] = labels[crop]
-    u[y0:y1, x0:x1] = np.where(fg, uv[0][crop], 0)
-    v[y0:y1, x0:x1] = np.where(fg, uv[1][crop], 0)
-
-
-def unwrap(
-    frames: np.ndarray,
-    part: np.ndarray,
-    u: np.ndarray,
-    v: np.ndarray,
-    size: int = 200,
-    fill: Literal["push_pull", "mean"] = "push_pull",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean texture of the frames unwrapped through their IUV: ``atlas`` (24, S, S, 3), ``count`` (24, S, S).
-
-    Every body pixel adds its colour to the texel its (I, U, V) falls on (column ``rint(U (S-1))``,
-    row ``rint((1-V) (S-1))``); a texel's colour is the mean over all pixels of all frames that hit it,
-    so texels seen more often weigh in proportion. Colours are float32 in [0, 1]. Texels never seen
-    are filled (``count`` stays 0 there): ``push_pull`` (default) by push-pull pyramid inpainting, a
-    smooth blend of the part's nearest seen texels, ``mean`` by the part's mean colour; a part never
-    seen at all gets the mean colour of every seen texel (mid grey if nothing was seen).
-    """
-    if fill not in ("push_pull", "mean"):
-        raise ValueError(f"fill must be 'push_pull' or 'mean', got {fill!r}")
-    sums = TextureSums(size)
-    sums.add(frames, part, u, v)
-    return sums.result(fill)
-
-
-class TextureSums:
-    """What :func:`unwrap` accumulates (per-texel colour sums and hits), fed frames in parts.
-
-    Adding the frames in blocks whose lengths are multiples of 32 gives bit-identical results
-    to adding them at once: both sum in the same 32-frame steps.
-    """
-
-    def __init__(self, size: int) -> None:
-        if size < 2:
-            raise ValueError(f"size must be at least 2, got {size}")
-        self.size = size
-        total = NUM_PARTS * size * size
-        self.count = np.zeros(total)
-        self.sums = np.zeros((total, 3))
-
-    def add(self, frames: np.ndarray, part: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
-        """Splat (N, H, W, 3) uint8 frames through their I (N, H, W) and U, V into the sums."""
-        frames, part, u, v = np.asarray(frames), np.asarray(part), np.asarray(u), np.asarray(v)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-        if part.shape != frames.shape[:3]:
-            raise ValueError(f"I must be {frames.shape[:3]}, got {part.shape}")
-        _check_iuv(part, u, v)
-        total = len(self.count)
-        for start in range(0, len(frames), 32):  # chunks keep the float copies small on long videos
-            chunk = slice(start, start + 32)
-            texel, colours = _texels(frames[chunk], part[chunk], u[chunk], v[chunk], self.size)
-            self.count += np.bincount(texel, minlength=total)
-            for c in range(3):
-                self.sums[:, c] += np.bincount(texel, colours[:, c], minlength=total)
-
-    def result(self, fill: Literal["push_pull", "mean"] = "push_pull") -> tuple[np.ndarray, np.ndarray]:
-        """``atlas`` (24, S, S, 3) float32 and ``count`` (24, S, S) int32, unseen texels filled."""
-        seen = self.count > 0
-        atlas = np.zeros((len(self.count), 3), dtype=np.float32)
-        atlas[seen] = (self.sums[seen] / self.count[seen, None]).astype(np.float32)
-        atlas = atlas.reshape(NUM_PARTS, self.size, self.size, 3)
-        count = self.count.astype(np.int32).reshape(NUM_PARTS, self.size, self.size)
-        _fill_unseen(atlas, count > 0, fill)
-        return atlas, count
-
-
-def _texels(
-    frames: np.ndarray, part: np.ndarray, u: np.ndarray, v: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flat atlas texel index ``(N,)`` and colour in [0, 1] ``(N, 3)`` of every body pixel."""
-    fg = part > 0
-    col = np.rint(np.clip(u[fg], 0, 1) * (size - 1)).astype(np.int64)
-    row = np.rint((1 - np.clip(v[fg], 0, 1)) * (size - 1)).astype(np.int64)
-    texel = ((part[fg].astype(np.int64) - 1) * size + row) * size + col
-    return texel, frames[fg].astype(np.float64) / 255.0
-
-
-def _fill_unseen(atlas: np.ndarray, seen: np.ndarray, fill: str) -> None:
-    """Fill texels never seen, in place (see :func:`unwrap`)."""
-    overall = atlas[seen].mean(axis=0) if seen.any() else np.full(3, 0.5, np.float32)
-    for p in range(NUM_PARTS):
-        tile, known = atlas[p], seen[p]
-        if not known.any():
-            tile[:] = overall
-        elif fill == "mean":
-            tile[~known] = tile[known].mean(axis=0)
-        elif not known.all():
-            tile[~known] = _push_pull(tile, known)[~known]
-
-
-def _push_pull(tile: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Pyramid (push-pull) inpainting of ``tile`` (S, S, 3) from its ``known`` texels.
-
-    Pull: halve the resolution repeatedly, averaging the known texels of each 2x2 block. Push: from
-    the coarsest level down, a texel without data takes the bilinearly upsampled coarser estimate.
-    Every filled value is a convex blend of nearby known texels, so a constant texture stays exact.
-    """
-    sums, weights = [tile * known[..., None]], [known.astype(np.float32)]
-    while max(weights[-1].shape) > 1:
-        v, w = sums[-1], weights[-1]
-        h, wd = (w.shape[0] + 1) // 2, (w.shape[1] + 1) // 2
-        v = np.pad(v, ((0, 2 * h - v.shape[0]), (0, 2 * wd - v.shape[1]), (0, 0)))
-        w = np.pad(w, ((0, 2 * h - w.shape[0]), (0, 2 * wd - w.shape[1])))
-        sums.append(v.reshape(h, 2, wd, 2, 3).sum(axis=(1, 3)))
-        weights.append(w.reshape(h, 2, wd, 2).sum(axis=(1, 3)))
-    estimate = sums[-1] / np.maximum(weights[-1], 1e-12)[..., None]
-    for v, w in zip(sums[-2::-1], weights[-2::-1], strict=True):
-        h, wd = w.shape
-        size = (2 * estimate.shape[1], 2 * estimate.shape[0])
-        up = cv2.resize(estimate.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)[:h, :wd]
-        own = v / np.maximum(w, 1e-12)[..., None]
-        estimate = np.where((w > 0)[..., None], own, up)
-    return estimate.astype(np.float32)
-
-
-def atlas_image(atlas: np.ndarray) -> np.ndarray:
-    """``(6 S, 4 S, 3)`` uint8 picture of a texture ``(24, S, S, 3)`` (floats in [0, 1]) for people.
-
-    DensePose's ``texture_atlas_200.png`` layout: 6 rows, 4 columns, part ``6 * i + j + 1`` in column
-    ``i``, row ``j`` (the torso halves, hands and feet fill the first column).
-    """
-    atlas = np.asarray(atlas)
-    if (
-        atlas.ndim != 4
-        or atlas.shape[0] != NUM_PARTS
-        or atlas.shape[3] != 3
-        or atlas.shape[1] != atlas.shape[2]
-    ):
-        raise ValueError(f"atlas must be ({NUM_PARTS}, S, S, 3), got {atlas.shape}")
-    s = atlas.shape[1]
-    tiles = np.rint(np.clip(atlas, 0, 1) * 255).astype(np.uint8)
-    # (i, j, S, S, 3) -> rows j, columns i.
-    return tiles.reshape(4, 6, s, s, 3).transpose(1, 2, 0, 3, 4).reshape(6 * s, 4 * s, 3)
 
 
 def _rasterise_count(triangles: np.ndarray, resolution: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from posetransfer import cache, iuv, preview
+from posetransfer import cache, iuv, iuv_import, preview
 from posetransfer.body3d import crop_camera
 from posetransfer.errors import ConfigError
 from posetransfer.progress import progress
@@ -109,14 +109,14 @@ def external_iuv(params: IuvParams, frames_h5: str | Path, subject: str) -> np.n
         if params.import_dir is None:
             raise ConfigError("iuv.import_dir: required by iuv.backend import")
         folder = Path(params.import_dir.replace("{subject}", subject))
-        parts, u, v = iuv.import_folder(folder, len(frames), frames.shape[1])
+        parts, u, v = iuv_import.import_folder(folder, len(frames), frames.shape[1])
     elif params.backend == "densepose":
         config, weights = params.densepose_config, params.densepose_weights
         if config is None or weights is None:
             raise ConfigError(
                 "iuv.densepose_config and iuv.densepose_weights: required by iuv.backend densepose"
             )
-        parts, u, v = iuv.densepose_predict(frames, config, weights)
+        parts, u, v = iuv_import.densepose_predict(frames, config, weights)
     else:
         raise ConfigError(f"iuv.backend: unknown backend {params.backend!r}")
     log.info("IUV from %s: body on %.1f%% of pixels", params.backend, 100 * (parts > 0).mean())

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from posetransfer import iuv
+from posetransfer import texture as texture_stage
 from posetransfer.model.losses import lsgan_loss, temporal_loss
 from posetransfer.model.networks import (
     Background,
@@ -230,7 +230,7 @@ def test_texture_mapping_round_trips_the_atlas_convention_of_iuv_unwrap():
     _, first = np.unique(flat.numpy().ravel(), return_index=True)
     lookup = dict(zip(flat.numpy().ravel()[first], frame.reshape(-1, 3)[first], strict=True))
     frame = np.array([lookup[t] for t in flat.numpy().ravel()], np.uint8).reshape(1, h, w, 3)
-    atlas, _ = iuv.unwrap(frame, parts.numpy(), u.numpy(), v.numpy(), size=size, fill="mean")
+    atlas, _ = texture_stage.unwrap(frame, parts.numpy(), u.numpy(), v.numpy(), size=size, fill="mean")
     texture = HybridTexture.from_atlas(atlas, channels=3)
     out = texture(one_hot_probs(parts), uv)
     body = (parts > 0)[:, None].expand(1, 3, h, w)

@@ -294,7 +294,7 @@ class HybridTexture(nn.Module):
     """The hybrid texture ``T``: a learnable (parts, channels, S, S) map; channels 0-2 are RGB in [-1, 1].
 
     Texel ``[p - 1, :, row, col]`` holds part ``p`` at ``U = col / (S - 1)``, ``V = 1 - row / (S - 1)``,
-    the texture atlas's convention (:func:`posetransfer.iuv.unwrap`). Build it with :meth:`from_atlas`:
+    the texture atlas's convention (:func:`posetransfer.texture.unwrap`). Build it with :meth:`from_atlas`:
     an all-zero texture maps to an all-zero feature, where D2G-Net's first ReLU passes no gradient.
     """
 
