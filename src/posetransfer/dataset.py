@@ -286,15 +286,13 @@ def _nchw(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
 def to_device(compact: dict[str, np.ndarray], device: torch.device | str) -> dict[str, torch.Tensor]:
     """Compact frames -> float tensors on ``device`` (converted there, after the copy)."""
     parts, uv = body_iuv_tensors(compact["iuv"], device)
-    skeleton = _nchw(compact["skeleton"], device).float() / 127.5 - 1
-    laplacian = _nchw(compact["laplacian"], device).float()
     person = {}
     if "person_iuv" in compact:  # training pairs: the UV loss's person-shaped target
         person_parts, person_uv = person_iuv_tensors(compact["person_iuv"], device)
         person = {"person_parts": person_parts, "person_uv": person_uv}
     return {
         **person,
-        "pose": torch.cat([skeleton, laplacian], dim=1).contiguous(),
+        "pose": pose_channels(_nchw(compact["skeleton"], device), _nchw(compact["laplacian"], device), 1),
         "image": (_nchw(compact["image"], device).float() / 127.5 - 1).contiguous(),
         "parts": parts,
         "uv": uv,
@@ -318,10 +316,16 @@ def pair_to_device(compact: dict[str, Any], device: torch.device | str) -> dict[
     }
 
 
+def pose_channels(skeleton: torch.Tensor, laplacian: torch.Tensor, dim: int) -> torch.Tensor:
+    """The 6-channel pose label: the uint8 skeleton image in [-1, 1] and the 3D label, along ``dim``."""
+    return torch.cat([skeleton.float() / 127.5 - 1, laplacian.float()], dim=dim).contiguous()
+
+
 def pose_label(skeleton: np.ndarray, laplacian: np.ndarray, size: int) -> np.ndarray:
-    """The 6-channel pose label (N, size, size, 6) in [-1, 1]: skeleton image + 3D label."""
-    signed = to_signed(resize_images(skeleton, size))
-    return np.concatenate([signed, resize_images(laplacian.astype(np.float32), size, nearest=True)], axis=-1)
+    """The 6-channel pose label (N, size, size, 6) in [-1, 1] at ``size`` (:func:`pose_channels`)."""
+    skeleton = torch.as_tensor(resize_images(skeleton, size))
+    laplacian = torch.as_tensor(resize_images(laplacian.astype(np.float32), size, nearest=True))
+    return pose_channels(skeleton, laplacian, -1).numpy()
 
 
 def to_signed(images: np.ndarray) -> np.ndarray:
