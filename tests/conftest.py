@@ -196,3 +196,28 @@ def synthetic_subject_dir(
         texture.TextureParams(),
     )
     return folder
+
+
+def tiny_frames_cache(path: Path, fail_midway: bool = False, values: int = 0) -> Path:
+    """A 4-frame, 32 px frames cache; frame i holds the value i + ``values``."""
+    from posetransfer import cache
+
+    with cache.write_cache(path, "frames", {"resolution": 32}, source_sha256="ab" * 32) as writer:
+        frames = writer.frame_dataset("frames", 4, (32, 32, 3), np.uint8)
+        for index in range(4):
+            frames[index] = index + values
+            if fail_midway and index == 1:
+                raise RuntimeError("killed")
+        writer.array("source_index", np.arange(4))
+        writer.array("timestamps", np.arange(4) / 24.0)
+        writer.array("person_box", np.zeros((4, 4), np.float32))
+        writer.array("person_found", np.ones(4, bool))
+        writer.attrs.update(
+            fps=24.0,
+            source_fps=24.0,
+            crop_box=[0, 0, 32],
+            resolution=32,
+            source_size=[32, 32],
+            source_frames=4,
+        )
+    return path

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, encode, moving_squares
+from conftest import REPO, encode, moving_squares, tiny_frames_cache
 
 from posetransfer import cache, cli, video
 from posetransfer.config import validate_config
@@ -112,28 +112,8 @@ def test_row9_extra_fields_on_a_row_are_one_line_naming_sheet_and_line(tmp_path,
 # --- row 13: a flipped byte inside a cache --------------------------------------------------------
 
 
-def _frames_cache(path: Path) -> Path:
-    with cache.write_cache(path, "frames", {"resolution": 32}, source_sha256="ab" * 32) as writer:
-        frames = writer.frame_dataset("frames", 4, (32, 32, 3), np.uint8)
-        for index in range(4):
-            frames[index] = np.random.default_rng(index).integers(0, 255, (32, 32, 3))
-        writer.array("source_index", np.arange(4))
-        writer.array("timestamps", np.arange(4) / 24.0)
-        writer.array("person_box", np.zeros((4, 4), np.float32))
-        writer.array("person_found", np.ones(4, bool))
-        writer.attrs.update(
-            fps=24.0,
-            source_fps=24.0,
-            crop_box=[0, 0, 32],
-            resolution=32,
-            source_size=[32, 32],
-            source_frames=4,
-        )
-    return path
-
-
 def test_row13_a_flipped_byte_names_the_file_and_the_remedy(tmp_path, capsys):
-    path = _frames_cache(tmp_path / "results" / "alice" / "frames.h5")
+    path = tiny_frames_cache(tmp_path / "results" / "alice" / "frames.h5")
     with h5py.File(path, "r") as handle:
         offset = handle["frames"].id.get_chunk_info(2).byte_offset
     data = bytearray(path.read_bytes())

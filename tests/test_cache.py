@@ -4,35 +4,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import tiny_frames_cache
 
 from posetransfer import cache
 from posetransfer.errors import CacheError
 
 
-def _write_frames_cache(path: Path, fail_midway: bool = False, values: int = 0) -> Path:
-    with cache.write_cache(path, "frames", {"resolution": 32}, source_sha256="ab" * 32) as writer:
-        frames = writer.frame_dataset("frames", 4, (32, 32, 3), np.uint8)
-        for index in range(4):
-            frames[index] = index + values
-            if fail_midway and index == 1:
-                raise RuntimeError("killed")
-        writer.array("source_index", np.arange(4))
-        writer.array("timestamps", np.arange(4) / 24.0)
-        writer.array("person_box", np.zeros((4, 4), np.float32))
-        writer.array("person_found", np.ones(4, bool))
-        writer.attrs.update(
-            fps=24.0,
-            source_fps=24.0,
-            crop_box=[0, 0, 32],
-            resolution=32,
-            source_size=[32, 32],
-            source_frames=4,
-        )
-    return path
-
-
 def test_cache_round_trip_with_provenance(tmp_path):
-    path = _write_frames_cache(tmp_path / "frames.h5")
+    path = tiny_frames_cache(tmp_path / "frames.h5")
     with cache.open_cache(path, "frames") as opened:
         attrs = opened.attrs
         assert attrs["kind"] == "frames"
@@ -50,7 +29,7 @@ def test_cache_round_trip_with_provenance(tmp_path):
 
 def test_failed_write_leaves_nothing_behind(tmp_path):
     with pytest.raises(RuntimeError, match="killed"):
-        _write_frames_cache(tmp_path / "frames.h5", fail_midway=True)
+        tiny_frames_cache(tmp_path / "frames.h5", fail_midway=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -65,25 +44,25 @@ def test_incomplete_cache_is_refused_and_removed(tmp_path):
 
 def test_same_content_gives_byte_identical_files(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    first = _write_frames_cache(tmp_path / "a.h5")
-    second = _write_frames_cache(tmp_path / "b.h5")
+    first = tiny_frames_cache(tmp_path / "a.h5")
+    second = tiny_frames_cache(tmp_path / "b.h5")
     assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
-    third = _write_frames_cache(tmp_path / "c.h5", values=1)
+    third = tiny_frames_cache(tmp_path / "c.h5", values=1)
     assert cache.content_digest(first) != cache.content_digest(third)
 
 
 def test_content_digest_ignores_only_the_creation_time(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    first = _write_frames_cache(tmp_path / "a.h5")
+    first = tiny_frames_cache(tmp_path / "a.h5")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1800000000")
-    second = _write_frames_cache(tmp_path / "b.h5")
+    second = tiny_frames_cache(tmp_path / "b.h5")
     assert first.read_bytes() != second.read_bytes()
     assert cache.content_digest(first) == cache.content_digest(second)
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9])
 def test_truncated_cache_is_one_line_error(tmp_path, keep):
-    path = _write_frames_cache(tmp_path / "frames.h5")
+    path = tiny_frames_cache(tmp_path / "frames.h5")
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(CacheError) as error:
@@ -94,7 +73,7 @@ def test_truncated_cache_is_one_line_error(tmp_path, keep):
 
 
 def test_corrupt_chunk_is_caught_by_its_checksum(tmp_path):
-    path = _write_frames_cache(tmp_path / "frames.h5")
+    path = tiny_frames_cache(tmp_path / "frames.h5")
     with h5py.File(path, "r") as handle:
         offset = handle["frames"].id.get_chunk_info(2).byte_offset
     data = bytearray(path.read_bytes())
@@ -105,7 +84,7 @@ def test_corrupt_chunk_is_caught_by_its_checksum(tmp_path):
 
 
 def test_other_schema_version_and_kind_are_refused(tmp_path):
-    path = _write_frames_cache(tmp_path / "frames.h5")
+    path = tiny_frames_cache(tmp_path / "frames.h5")
     with pytest.raises(CacheError, match="expected a synthetic_truth cache, found a frames cache"):
         cache.open_cache(path, "synthetic_truth")
     with h5py.File(path, "r+") as handle:
@@ -127,7 +106,7 @@ def test_missing_empty_and_foreign_files(tmp_path):
 
 
 def test_describe_lists_datasets_attributes_and_validity(tmp_path):
-    text = cache.describe(_write_frames_cache(tmp_path / "frames.h5"), verify=True)
+    text = cache.describe(tiny_frames_cache(tmp_path / "frames.h5"), verify=True)
     assert "frames: shape (4, 32, 32, 3) uint8" in text
     assert "source_sha256: " + "ab" * 32 in text
     assert "valid: yes" in text
@@ -186,7 +165,7 @@ def test_streamed_rows_short_or_failed_leave_nothing(tmp_path):
 
 def test_iter_rows_streams_what_read_returns(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "STREAM_BYTES", 3 * 32 * 32 * 3)  # 3 frames a read
-    path = _write_frames_cache(tmp_path / "frames.h5")
+    path = tiny_frames_cache(tmp_path / "frames.h5")
     with cache.open_cache(path, "frames") as opened:
         assert np.array_equal(np.stack(list(opened.iter_rows("frames"))), opened.read("frames"))
         assert np.array_equal(np.stack(list(opened.iter_rows("frames", 1, 3))), opened.read("frames")[1:3])
