@@ -294,14 +294,18 @@ class Trainer:
         return record
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self, checkpoint: Path, stop_after: int | None = None, board_dir: Path | None = None) -> None:
+    def run(self, checkpoint: Path, stop_after: int | None = None, board_dir: Path | None = None,
+            resume: dict[str, Any] | None = None) -> None:  # fmt: skip
         """Train to ``epochs``, resuming from ``checkpoint`` if it exists; ``stop_after`` simulates a kill.
 
         ``board_dir``: TensorBoard event files (every loss term, learning rate, steps/s, sample grids);
-        a resumed run hides the events the killed one wrote after its checkpoint.
+        a resumed run hides the events the killed one wrote after its checkpoint. ``resume``: the
+        checkpoint's state where the caller has loaded it already.
         """
-        if checkpoint.exists():
-            self.restore(load_checkpoint(checkpoint))
+        if resume is None and checkpoint.exists():
+            resume = load_checkpoint(checkpoint)
+        if resume is not None:
+            self.restore(resume)
             _truncate_csv(self.out_dir / "losses.csv", self.step)  # steps after the checkpoint are redone
             log.info("resumed from %s at step %d", checkpoint, self.step)
         log.info("loss terms: %s", ", ".join(self.config.loss_terms(self.perceptual is not None)))
@@ -427,9 +431,9 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
     with cache.open_cache(Path(subject_dir) / "texture.h5", "texture") as texture:
         atlas = texture.read("atlas")
     work = out_dir / "work"
-    _discard_stale_work(work, config)
+    resume = _resumable_work(work, config)
     trainer = Trainer(config, data, atlas, work, device)
-    if pretrained is not None and config.variant != "pose_to_image" and not (work / "last.pt").exists():
+    if pretrained is not None and config.variant != "pose_to_image" and resume is None:
         if config.body_prior:  # its input differs; it starts from the body's IUV instead
             log.info("UV generator starts from the fitted body's IUV (model.uv_input: %s)", config.uv_input)
         else:
@@ -445,7 +449,7 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
         trainer.steps_per_epoch,
         device,
     )
-    trainer.run(work / "last.pt", board_dir=out_dir / "tensorboard")
+    trainer.run(work / "last.pt", board_dir=out_dir / "tensorboard", resume=resume)
     final = trainer.state()
     final["meta"] = {
         "resolution": data.resolution,
@@ -460,15 +464,18 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
     save_checkpoint(out_dir / "model.pt", final)
 
 
-def _discard_stale_work(work: Path, config: TrainConfig) -> None:
-    """Work in progress from a run with another config cannot resume this one: start over, saying so."""
+def _resumable_work(work: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint of work in progress with this config, to resume from; work from a run with
+    another config (or unreadable) cannot resume this one: it is removed, saying so."""
     checkpoint = work / "last.pt"
     if not checkpoint.exists():
-        return
+        return None
     try:
-        stale = load_checkpoint(checkpoint)["config"] != asdict(config)
+        state = load_checkpoint(checkpoint)
+        if state["config"] == asdict(config):
+            return state
     except (ConfigError, KeyError, TypeError):
-        stale = True
-    if stale:
-        log.warning("%s was made with another config or is unreadable: starting over", checkpoint)
-        shutil.rmtree(work)
+        pass
+    log.warning("%s was made with another config or is unreadable: starting over", checkpoint)
+    shutil.rmtree(work)
+    return None
