@@ -27,14 +27,13 @@ import numpy as np
 import torch
 
 from posetransfer import cache
-from posetransfer.model.networks import body_iuv_tensors
+from posetransfer.model.networks import BODY_REACH, body_iuv_tensors
 
 VALIDATION_SHARE = 0.1  # the last 10% of valid frames, contiguous (the paper's 9:1 split)
 MIN_VALID_FRAMES = 3  # two adjacent training frames (one pair for the temporal loss) + one for validation
 READ_CHUNK = 64  # frames per read when loading a whole video into memory
 IGNORE_INDEX = -100  # F.cross_entropy's default: pixels without a part target
 IGNORED_PART = 255  # in a person-shaped IUV target: a person pixel too far from the fitted body to guess
-PERSON_REACH = 0.08  # how far (share of the image side) person pixels take the nearest body pixel's IUV
 WORKING_DTYPES = {np.dtype(bool): np.uint8, np.dtype(np.float16): np.float32}  # what OpenCV resizes
 
 # Per-frame arrays: cache kind -> (dataset, name in a batch, nearest-neighbour resize)
@@ -246,7 +245,7 @@ def pair_loader(data: SubjectData, schedule: list[np.ndarray], workers: int) -> 
     yield from loader
 
 
-def person_iuv(iuv: np.ndarray, mask: np.ndarray, reach: float = PERSON_REACH) -> np.ndarray:
+def person_iuv(iuv: np.ndarray, mask: np.ndarray, reach: float = BODY_REACH) -> np.ndarray:
     """The fitted body's IUV (N, H, W, 3) reshaped to the person's mask (N, H, W): the UV target.
 
     The fitted body is a naked, approximate body; the person wears clothes and hair and the fit is
@@ -255,7 +254,7 @@ def person_iuv(iuv: np.ndarray, mask: np.ndarray, reach: float = PERSON_REACH) -
     pixels outside the mask become background, so the UV generator learns the person's outline.
     """
     out = iuv.copy()
-    limit = reach * max(iuv.shape[1:3])
+    limit = round(reach * max(iuv.shape[1:3]))  # the same pixels as networks.body_neighbourhood
     for frame, person in zip(out, mask.astype(bool), strict=True):
         body = frame[..., 0] > 0
         if person.sum() < body.sum() / 2:  # a failed segmentation, not a thinner person: keep the fit

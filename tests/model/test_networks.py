@@ -17,6 +17,7 @@ from posetransfer.model.networks import (
     MultiscaleDiscriminator,
     PoseToImage,
     UVGenerator,
+    body_neighbourhood,
     composite,
     texture_mapping,
 )
@@ -287,3 +288,18 @@ def test_gradient_reaches_every_learnable_part():
             assert param.grad is not None, f"{name}.{pname} got no gradient"
             assert torch.isfinite(param.grad).all(), f"{name}.{pname}"
             assert param.grad.abs().sum() > 0, f"{name}.{pname} got a zero gradient"
+
+
+def test_body_prior_renders_no_person_beyond_its_reach():
+    body = torch.zeros(1, 64, 64, dtype=torch.bool)
+    body[0, 30:34, 30:34] = True
+    near = body_neighbourhood(body, 5)[0, 0]
+    assert near[25, 25] and near[38, 38] and not near[24, 30] and not near[30, 39]  # a square of 5 px
+    generator = UVGenerator(**SMALL, n_down=2, body_prior=True)
+    with torch.no_grad():  # a residual that paints part 5 everywhere
+        generator.part_head[-1].bias[5] = 20.0
+    parts = body.long() * 7
+    logits, _ = generator(torch.zeros(1, 6, 64, 64), (parts, torch.zeros(1, 2, 64, 64)))
+    probs = logits.softmax(dim=1)[0]
+    assert probs[0, 0, 0] > 0.99  # far from the body (64 px * BODY_REACH = 5 px): background
+    assert probs[5, 28, 28] > 0.99  # within the reach the residual may add person (clothes, hair)

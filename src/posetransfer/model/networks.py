@@ -42,6 +42,11 @@ PoseInput = Literal["intermediate", "input", "none"]
 POSE_INPUTS: tuple[str, ...] = ("intermediate", "input", "none")
 BODY_IUV_CHANNELS = NUM_PARTS + 1 + 2  # one-hot parts (with background) + U, V
 PRIOR_LOGIT = 8.0  # the body's part starts at softmax 0.992 against 24 others at 0
+# The person is within this share of the image side of the fitted body (clothes, hair, fit error):
+# the UV loss's person-shaped target reaches no farther, and a body-prior UV generator renders no
+# person beyond it (no ghost where the training person used to stand, in transfer).
+BODY_REACH = 0.08
+BEYOND_REACH_LOGIT = 30.0  # subtracted from every part's logit beyond the reach: background there
 BodyIUV = tuple[Tensor, Tensor]  # parts (N, H, W) int64 in 0..24, UV (N, 2, H, W) in [0, 1]
 
 
@@ -226,7 +231,8 @@ class UVGenerator(nn.Module):
     on top of it: ``PRIOR_LOGIT`` is added to the body's part logit, and the body's part takes the
     body's UV plus a learned offset. Both heads start at zero, so an untrained generator returns the
     body's IUV (the lookup of the initial texture is right from the first step) and training learns
-    only what the body fit misses: clothing, hair, fit errors.
+    only what the body fit misses: clothing, hair, fit errors. Farther than :data:`BODY_REACH` from
+    the body (a square neighbourhood) every pixel is background.
     """
 
     def __init__(
@@ -266,10 +272,26 @@ class UVGenerator(nn.Module):
         body_uv = body_uv.to(pose.dtype)
         hidden = self.trunk(torch.cat([pose, onehot, body_uv * 2 - 1], dim=1))
         logits = self.part_head(hidden) + PRIOR_LOGIT * onehot
+        beyond = 1 - body_neighbourhood(parts > 0, round(BODY_REACH * max(h, w))).to(logits.dtype)
+        logits = torch.cat([logits[:, :1], logits[:, 1:] - BEYOND_REACH_LOGIT * beyond], dim=1)
         in_part = onehot[:, 1:, None]  # (N, 24, 1, H, W): the body's part at each pixel
         base = in_part * body_uv[:, None] + (1 - in_part) * 0.5
         offset = torch.tanh(self.uv_head(hidden)).unflatten(1, (NUM_PARTS, 2)) / 2
         return logits, (base + offset).clamp(0, 1)
+
+
+def body_neighbourhood(body: Tensor, reach: int) -> Tensor:
+    """(N, H, W) bool -> (N, 1, H, W) bool: within ``reach`` pixels (a square) of the body.
+
+    Two 1D max-pools (rows, then columns) dilate in O(reach) per pixel, not O(reach^2).
+    """
+    check_shape(body, "body", (None, None, None))
+    mask = body[:, None].float()
+    if reach > 0:
+        size = 2 * reach + 1
+        mask = F.max_pool2d(mask, (1, size), stride=1, padding=(0, reach))
+        mask = F.max_pool2d(mask, (size, 1), stride=1, padding=(reach, 0))
+    return mask > 0
 
 
 def body_iuv_tensors(iuv_png: np.ndarray, device: torch.device | str = "cpu") -> BodyIUV:
