@@ -45,7 +45,7 @@ PRIOR_LOGIT = 8.0  # the body's part starts at softmax 0.992 against 24 others a
 # The person is within this share of the image side of the fitted body (clothes, hair, fit error):
 # the UV loss's person-shaped target reaches no farther, and a body-prior UV generator renders no
 # person beyond it (no ghost where the training person used to stand, in transfer).
-BODY_REACH = 0.08
+BODY_REACH = 0.04
 BEYOND_REACH_LOGIT = 30.0  # subtracted from every part's logit beyond the reach: background there
 BodyIUV = tuple[Tensor, Tensor]  # parts (N, H, W) int64 in 0..24, UV (N, 2, H, W) in [0, 1]
 
