@@ -23,6 +23,14 @@ def test_shipped_config_is_valid_and_matches_schema_defaults():
     assert shipped["frames"]["resolution"] == 256
 
 
+def test_the_ablation_variants_the_schema_allows_are_the_ones_training_knows():
+    from posetransfer.model.renderer import LOSS_ABLATIONS, VARIANTS
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    allowed = schema["properties"]["evaluation"]["properties"]["variants"]["items"]["enum"]
+    assert set(allowed) == set(VARIANTS) | set(LOSS_ABLATIONS)
+
+
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
