@@ -222,11 +222,15 @@ def pair_batch(sizes: Sizes, device: torch.device, channels_last: bool) -> dict[
         )
 
     def frames() -> dict[str, torch.Tensor]:
+        parts = torch.randint(0, 25, (n, side, side), generator=generator).to(device)
+        uv = uniform(n, 2, side, side, low=0.0)
         return {
             "pose": uniform(n, 6, side, side),
             "image": uniform(n, 3, side, side),
-            "parts": torch.randint(0, 25, (n, side, side), generator=generator).to(device),
-            "uv": uniform(n, 2, side, side, low=0.0),
+            "parts": parts,
+            "uv": uv,
+            "person_parts": parts,  # the UV loss's person-shaped target (dataset.person_iuv)
+            "person_uv": uv,
             "mask": uniform(n, 1, side, side, low=0.0).round(),
         }
 
