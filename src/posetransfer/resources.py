@@ -99,14 +99,19 @@ GPU_MIN_SECONDS_PER_STEP = 0.05
 STEP_OVERHEAD = 1.2  # samples, checkpoints, the loss log
 
 
+def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
+    """The epochs a run makes: ``epochs``, or more where a short clip needs them for ``min_steps``."""
+    return max(epochs, -(-min_steps // max(1, steps_per_epoch)))
+
+
 def training_steps(
     frames: int, epochs: int, batch_pairs: int, min_steps: int = 0, validation_share: float = 0.1
 ) -> int:
     """Steps of a run: pairs of adjacent training frames (validation held out) per batch, per epoch,
-    for ``epochs`` or as many more as ``min_steps`` needs (``TrainConfig.epochs_for``)."""
+    for ``epochs`` or as many more as ``min_steps`` needs (:func:`epochs_for`)."""
     pairs = max(1, round(frames * (1 - validation_share)) - 1)
     per_epoch = max(1, pairs // batch_pairs)
-    return max(epochs, -(-min_steps // per_epoch)) * per_epoch
+    return epochs_for(epochs, min_steps, per_epoch) * per_epoch
 
 
 def train_request(

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from posetransfer import resources
 from posetransfer.errors import ConfigError
 from posetransfer.model.networks import (
     Background,
@@ -161,7 +162,7 @@ class TrainConfig:
 
     def epochs_for(self, steps_per_epoch: int) -> int:
         """The epochs a run makes: ``epochs``, or more where a short clip needs them for ``min_steps``."""
-        return max(self.epochs, -(-self.min_steps // max(1, steps_per_epoch)))
+        return resources.epochs_for(self.epochs, self.min_steps, steps_per_epoch)
 
     @property
     def body_prior(self) -> bool:
