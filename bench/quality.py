@@ -1,7 +1,8 @@
 """Quality ablation on one subject's caches: train each variant, evaluate it, print one table.
 
     python bench/quality.py --subject results/juggler_a --preset standard \
-        --variants full pose_only_uv no_d2g pose_to_image [--epochs 6] [--out /tmp/quality]
+        --variants full pose_only_uv no_d2g pose_to_image [--epochs 6] [--out /tmp/quality] \
+        [--prior results/pretrain/renderer_prior.pt]
 
 Every variant trains from the same caches with the same seed and settings (only the variant
 differs), is evaluated on the validation frames (the last 10%) like the workflow's evaluate rule,
@@ -24,7 +25,9 @@ from posetransfer.config import validate_config
 COLUMNS = ("ssim_box", "psnr_box", "ssim", "psnr", "robust_ssim", "robust_psnr", "temporal_error")
 
 
-def train_and_evaluate(subject: Path, out: Path, config: training.TrainConfig, variant: str) -> dict:
+def train_and_evaluate(
+    subject: Path, out: Path, config: training.TrainConfig, variant: str, prior: Path | None = None
+) -> dict:
     """Train one variant (resuming if its work folder exists) and evaluate it; metrics + minutes."""
     folder = out / variant
     metrics_path = folder / "metrics.json"
@@ -43,7 +46,7 @@ def train_and_evaluate(subject: Path, out: Path, config: training.TrainConfig, v
             )
             pretrain.run([subject], pretrained, pretrain_config, "cpu")
     started = time.perf_counter()
-    training.run(subject, folder, settings, pretrained, device="auto")
+    training.run(subject, folder, settings, pretrained, device="auto", prior=prior)
     minutes = (time.perf_counter() - started) / 60
     result = evaluate.run(subject, folder / "model.pt", folder / "eval.json", folder / "eval.png",
                           robust_png=folder / "robust.png")  # fmt: skip
@@ -61,6 +64,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["full", "pose_only_uv", "no_d2g", "pose_to_image"])
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
     parser.add_argument("--min-steps", type=int, help="override the preset's min_steps")
+    parser.add_argument("--prior", type=Path, help="a renderer prior (posetransfer pretrain-renderer)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/bench_quality"))
     args = parser.parse_args()
@@ -73,8 +77,8 @@ def main() -> None:
         )
     )
     config = dataclasses.replace(config, perceptual_weights="auto")
-    out = args.out / args.subject.name / f"{args.preset}-seed{args.seed}"
-    rows = {variant: train_and_evaluate(args.subject, out, config, variant) for variant in args.variants}
+    out = args.out / args.subject.name / f"{args.preset}-seed{args.seed}{'-prior' if args.prior else ''}"
+    rows = {name: train_and_evaluate(args.subject, out, config, name, args.prior) for name in args.variants}
     lookup = next(iter(rows.values()))["baseline_body_lookup"]
     print(f"{args.subject.name}, preset {args.preset}, seed {args.seed}, {config.resolution} px")
     print(f"{'variant':<16}" + "".join(f"{c:>15}" for c in (*COLUMNS, "train min")))

@@ -455,8 +455,14 @@ def test_row1_keep_going_trains_and_evaluates_the_healthy_subject(tmp_path, anny
         "frames": {"resolution": 64},
         "body3d": {"root_iterations": 10, "iterations": 20},
         "texture": {"size": 32},
-        # The default pretraining set (pretrain.subjects: synthetic), one short person here.
-        "pretrain": {"synthetic": {"seeds": [100], "num_frames": 8}, "epochs": 1},
+        # The default pretraining set (pretrain.subjects: synthetic), one short person here, who
+        # also trains a renderer prior for every subject's training to start from.
+        "pretrain": {
+            "synthetic": {"seeds": [100], "num_frames": 8},
+            "epochs": 1,
+            "renderer": True,
+            "renderer_steps": 2,
+        },
         "train": {"epochs": 1, "warmup_epochs": 0},
         "transfer": {"driving": {}, "pairs": []},
     }
@@ -467,6 +473,8 @@ def test_row1_keep_going_trains_and_evaluates_the_healthy_subject(tmp_path, anny
     results = tmp_path / "results"
     assert result.returncode == 1
     assert (results / "pretrain" / "uvgen_pretrained.pt").is_file(), result.stderr
+    model = torch.load(results / "good" / "model" / "model.pt", weights_only=False)
+    assert model["meta"]["prior"] == "results/pretrain/renderer_prior.pt"
     metrics = json.loads((results / "good" / "evaluation" / "metrics.json").read_text())
     assert metrics["ssim"] > 0
     assert (results / "good" / "report.html").is_file()

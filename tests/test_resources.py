@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from posetransfer import resources
-from posetransfer.resources import COSTS, kept_frames, request, train_request, training_steps
+from posetransfer.resources import COSTS, kept_frames, prior_request, request, train_request, training_steps
 
 SIDE = 256 * 256
 # Measured on the shared 2-core machine under load (benchmarks/{subject}/{rule}.tsv: max_rss MB and
@@ -113,6 +113,18 @@ def test_training_time_follows_the_steps():
     assert train_request(4000, 512, train, paper).mem_mb == long.mem_mb
 
 
+def test_prior_request_follows_its_steps_and_shares_the_memory_budget():
+    train = {"resolution": 128, "batch_pairs": 2, "in_memory_mb": 1024}
+    widths = {"ngf": 24, "n_blocks": 4}
+    short = prior_request(300, 256, 600, train, widths)
+    assert prior_request(300, 256, 6000, train, widths).runtime > short.runtime
+    assert prior_request(600, 256, 600, train, widths).mem_mb > short.mem_mb
+    assert (
+        prior_request(10**6, 256, 600, train, widths).mem_mb
+        == prior_request(10**7, 256, 600, train, widths).mem_mb
+    )
+
+
 def test_subject_size_from_cache_or_container(tmp_path: Path, make_video):
     video = make_video("clip.mp4", [np.full((48, 64, 3), i * 20, np.uint8) for i in range(10)], fps=24.0)
     frames, pixels = resources.video_size(str(video), video.stat().st_mtime)
@@ -137,8 +149,13 @@ def test_every_rule_asks_through_the_resource_functions():
             mem = re.search(r"mem_mb=(\w+)(?:\(\"(\w+)\"\))?,", block)
             runtime = re.search(r"runtime=(\w+)(?:\(\"(\w+)\"\))?,", block)
             assert mem and runtime, f"{smk.name}: rule {name} has fixed resources"
-            assert mem.group(1) in ("job_mem_mb", "train_mem_mb", "pretrain_mem_mb"), name
-            assert runtime.group(1) in ("job_runtime", "train_runtime", "pretrain_runtime"), name
+            assert mem.group(1) in ("job_mem_mb", "train_mem_mb", "pretrain_mem_mb", "prior_mem_mb"), name
+            assert runtime.group(1) in (
+                "job_runtime",
+                "train_runtime",
+                "pretrain_runtime",
+                "prior_runtime",
+            ), name
             if mem.group(2):
                 assert mem.group(2) in COSTS and runtime.group(2) == mem.group(2), name
 

@@ -205,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--config", type=_json, required=True, help="the whole validated config as JSON")
     pre.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
+    prior = commands.add_parser(
+        "pretrain-renderer",
+        help="pretrain a renderer prior on several people (a workflow stage, pretrain.renderer)",
+        description="Train the UV generator, D2G-Net and discriminator on the caches of every SUBJECT_DIR "
+        "at once, each person with their own texture and background, for pretrain.renderer_steps steps; "
+        "write the networks to OUT.pt. A killed run started again resumes.",
+    )
+    prior.add_argument("out", type=Path, metavar="OUT.pt")
+    prior.add_argument("subject_dirs", type=Path, nargs="+", metavar="SUBJECT_DIR")
+    prior.add_argument("--config", type=_json, required=True, help="the whole validated config as JSON")
+    prior.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
     train = commands.add_parser(
         "train",
         help="train a subject's neural renderer, resuming from its last checkpoint (a workflow stage)",
@@ -216,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     train.add_argument("--config", type=_json, required=True, help="the whole validated config as JSON")
     train.add_argument("--pretrained", type=Path, help="UV generator weights from pretrain")
+    train.add_argument("--prior", type=Path, help="a renderer prior from pretrain-renderer to start from")
     train.add_argument("--variant", help="train this model variant instead of the config's model.variant")
     train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
@@ -399,13 +412,19 @@ def _run(args: argparse.Namespace) -> int:
         config = pretrain.PretrainConfig.from_config(args.config)
         pretrain.run(args.subject_dirs, args.out, config, args.device)
         return 0
+    if args.command == "pretrain-renderer":
+        from posetransfer import prior, training
+
+        config = training.TrainConfig.from_config(args.config).for_variant("full")
+        prior.run(args.subject_dirs, args.out, config, args.config["pretrain"]["renderer_steps"], args.device)
+        return 0
     if args.command == "train":
         from posetransfer import training
 
         config = training.TrainConfig.from_config(args.config)
         if args.variant is not None:
             config = config.for_variant(args.variant)
-        training.run(args.subject_dir, args.out_dir, config, args.pretrained, args.device)
+        training.run(args.subject_dir, args.out_dir, config, args.pretrained, args.device, prior=args.prior)
         return 0
     if args.command == "evaluate":
         from posetransfer import evaluate

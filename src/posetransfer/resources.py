@@ -126,10 +126,27 @@ def train_request(
     compact_mb = frames * resolution**2 * COMPACT_BYTES_PER_PIXEL / 2**20
     in_memory = compact_mb if compact_mb <= train["in_memory_mb"] else 0.0
     peak_mb = TRAIN_BASE_MB + in_memory + LOADER_WORKER_MB * train["loader_workers"]
-    work = (resolution / 512) ** 2 * (widths["ngf"] / 64) ** 2 * (widths["n_blocks"] + 8) / (9 + 8)
-    per_step = max(GPU_MIN_SECONDS_PER_STEP, GPU_SECONDS_PER_PAPER_STEP * work * train["batch_pairs"] / 2)
     steps = training_steps(frames, train["epochs"], train["batch_pairs"], train.get("min_steps", 0))
-    return _request(peak_mb, 120 + STEP_OVERHEAD * steps * per_step, attempt)
+    seconds = steps * _step_seconds(resolution, widths, train["batch_pairs"])
+    return _request(peak_mb, 120 + STEP_OVERHEAD * seconds, attempt)
+
+
+def prior_request(
+    frames: int, side: int, steps: int, train: Mapping[str, Any], widths: Mapping[str, int], attempt: int = 1
+) -> Request:
+    """``pretrain_renderer``: every person's frames in memory up to ``in_memory_mb`` in all (the prior
+    shares that budget between them; no loader processes), time for ``steps`` training steps."""
+    resolution = train["resolution"] or side
+    compact_mb = frames * resolution**2 * COMPACT_BYTES_PER_PIXEL / 2**20
+    peak_mb = TRAIN_BASE_MB + min(compact_mb, train["in_memory_mb"])
+    seconds = steps * _step_seconds(resolution, widths, train["batch_pairs"])
+    return _request(peak_mb, 120 + STEP_OVERHEAD * seconds, attempt)
+
+
+def _step_seconds(resolution: int, widths: Mapping[str, int], batch_pairs: int) -> float:
+    """One training step on one GPU: the paper-sized step scaled by its convolutions' work."""
+    work = (resolution / 512) ** 2 * (widths["ngf"] / 64) ** 2 * (widths["n_blocks"] + 8) / (9 + 8)
+    return max(GPU_MIN_SECONDS_PER_STEP, GPU_SECONDS_PER_PAPER_STEP * work * batch_pairs / 2)
 
 
 def pretrain_request(frames: int, pixels: int, epochs: int, attempt: int = 1) -> Request:

@@ -22,6 +22,7 @@ average of the generator's weights is what evaluation and inference use.
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import os
 import random
@@ -110,6 +111,11 @@ def fit_parts_target(parts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(unknown, torch.full_like(parts, IGNORE_INDEX), parts)
 
 
+# What a renderer prior (posetransfer.prior) holds, besides the discriminator: the networks that
+# do not belong to one person. Texture and background are each subject's own.
+PRIOR_MODULES = ("uv_generator", "d2g")
+
+
 def ema_update(decay: float):
     """``multi_avg_fn`` for ``AveragedModel``: EMA with a warm-up, so short runs are not all history.
 
@@ -135,6 +141,17 @@ def pair_schedule(pairs: np.ndarray, epoch: int, batch: int, seed: int) -> list[
     """The batches of one epoch: a permutation that depends only on (seed, epoch), so resumes match."""
     order = np.random.default_rng([seed, epoch]).permutation(pairs)
     return [order[i : i + batch] for i in range(0, len(order) - batch + 1, batch)] or [order]
+
+
+def epoch_batches(data: SubjectData, pairs: np.ndarray, start: int, epochs: int | None, batch: int, seed: int,
+                  workers: int) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The compact pair batches from step ``start`` to the end of ``epochs`` (None: without end),
+    epoch by epoch, each epoch's order a function of (seed, epoch) only (:func:`pair_schedule`)."""
+    steps_per_epoch = len(pair_schedule(pairs, 0, batch, seed))
+    first_epoch, within = divmod(start, steps_per_epoch)
+    for epoch in itertools.count(first_epoch) if epochs is None else range(first_epoch, epochs):
+        schedule = pair_schedule(pairs, epoch, batch, seed)
+        yield from pair_loader(data, schedule[within if epoch == first_epoch else 0 :], workers)
 
 
 class Trainer:
@@ -171,6 +188,7 @@ class Trainer:
         self.steps_per_epoch = len(pair_schedule(self.pairs, 0, config.batch_pairs, config.seed))
         self.epochs = config.epochs_for(self.steps_per_epoch)
         self.total_steps = self.epochs * self.steps_per_epoch
+        self.warmup_steps = config.warmup_epochs * self.steps_per_epoch  # RGB branch and UV terms only
         out_dir.mkdir(parents=True, exist_ok=True)  # only once the data can train
         self.autocast = config.amp and self.device.type == "cuda"
         # Compiling changes speed, not results; the state dict stays the plain module's.
@@ -236,7 +254,7 @@ class Trainer:
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One generator and discriminator update on a pair batch (:meth:`SubjectData.pair_batch`)."""
         config = self.config
-        full = self.step >= config.warmup_epochs * self.steps_per_epoch
+        full = self.step >= self.warmup_steps
         half = len(batch["flow"])
         both = {key: torch.cat([batch["previous"][key], batch["current"][key]]) for key in batch["current"]}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -350,11 +368,15 @@ class Trainer:
         """The compact pair batches from ``self.step`` to the end: epoch by epoch, each epoch's order a
         function of (seed, epoch) only, so a resumed run reads exactly what the uninterrupted one did."""
         config = self.config
-        first_epoch, within = divmod(self.step, self.steps_per_epoch)
-        for epoch in range(first_epoch, self.epochs):
-            schedule = pair_schedule(self.pairs, epoch, config.batch_pairs, config.seed)
-            yield from pair_loader(self.data, schedule[within if epoch == first_epoch else 0 :],
-                                   config.loader_workers)  # fmt: skip
+        yield from epoch_batches(
+            self.data,
+            self.pairs,
+            self.step,
+            self.epochs,
+            config.batch_pairs,
+            config.seed,
+            workers=config.loader_workers,
+        )
 
     @torch.no_grad()
     def render(self, frames: np.ndarray) -> torch.Tensor:
@@ -413,13 +435,14 @@ def _append_csv(path: Path, row: Mapping[str, Any]) -> None:
 
 
 def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretrained: str | Path | None,
-        device: str = "auto") -> None:  # fmt: skip
+        device: str = "auto", prior: str | Path | None = None) -> None:  # fmt: skip
     """Train one subject from its caches in ``subject_dir``; write the model and its logs to ``out_dir``.
 
     Work in progress (``last.pt``, ``losses.csv``, ``samples/``) lives in ``out_dir/work``; the
     final files (``model.pt``, ``losses.csv``, ``loss_curve.png``, ``samples.png``) appear in
     ``out_dir`` only at the end. So a killed run leaves no half-made final file for Snakemake to
-    object to, and the same command resumes from ``work/last.pt``.
+    object to, and the same command resumes from ``work/last.pt``. ``prior``: a renderer prior
+    (``posetransfer.prior``) the networks start from.
     """
     from posetransfer.synthesize import resolve_device
 
@@ -440,6 +463,9 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
             state = load_checkpoint(Path(pretrained))
             trainer.renderer.uv_generator.load_state_dict(state["uv_generator"])
             log.info("UV generator starts from %s", pretrained)
+    if prior is not None and config.variant != "pose_to_image" and resume is None:
+        loaded = apply_prior(trainer, prior)
+        log.info("%s start from the renderer prior %s", ", ".join(loaded) or "no network", prior)
     log.info(
         "training %s at %d px on %d pairs (%d validation frames), %d steps/epoch, on %s",
         config.variant,
@@ -456,12 +482,44 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
         "fps": data.fps,
         "subject_dir": str(subject_dir),
         "loss_terms": config.loss_terms(trainer.perceptual is not None),
+        "prior": str(prior) if prior is not None else None,
     }
     for name in ("losses.csv", "samples.png"):
         shutil.copyfile(work / name, out_dir / f".{name}.tmp")
         os.replace(out_dir / f".{name}.tmp", out_dir / name)
     plot_losses(out_dir / "losses.csv", out_dir / "loss_curve.png")
     save_checkpoint(out_dir / "model.pt", final)
+
+
+def apply_prior(trainer: Trainer, path: str | Path) -> list[str]:
+    """Start ``trainer``'s networks from the renderer prior at ``path`` where their shapes match;
+    returns the names loaded. A variant whose networks differ (no D2G-Net, an RGB texture) loads
+    what fits and starts the rest fresh; a prior made at other network sizes is a config error."""
+    prior = load_checkpoint(Path(path))
+    loaded = []
+    for name in (*PRIOR_MODULES, "discriminator"):
+        module = trainer.discriminator if name == "discriminator" else getattr(trainer.renderer, name, None)
+        if module is None or name not in prior:
+            continue
+        if not _same_shapes(module.state_dict(), prior[name]):
+            if name == "uv_generator":  # every variant with a UV generator has the prior's sizes
+                made, ours = prior["config"], trainer.config
+                raise ConfigError(
+                    f"pretrain.renderer: {path} was made with other network sizes (ngf {made['ngf']}, "
+                    f"n_blocks {made['n_blocks']}) than this run (ngf {ours.ngf}, n_blocks {ours.n_blocks}); "
+                    "delete it to remake it"
+                )
+            continue
+        module.load_state_dict(prior[name])
+        loaded.append(name)
+    if trainer.ema is not None:  # the average starts from the prior, not from the random start
+        average = ema_update(trainer.config.ema)
+        trainer.ema = AveragedModel(trainer.renderer, multi_avg_fn=average, use_buffers=True)
+    return loaded
+
+
+def _same_shapes(ours: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor]) -> bool:
+    return ours.keys() == theirs.keys() and all(ours[k].shape == theirs[k].shape for k in ours)
 
 
 def _resumable_work(work: Path, config: TrainConfig) -> dict[str, Any] | None:

@@ -129,6 +129,11 @@ def pretrain_inputs(wildcards):
     return expand("results/{subject}/{stage}.h5", subject=pretrain_subjects(), stage=PRETRAIN_CACHES)
 
 
+def prior_inputs(wildcards):
+    """The renderer prior trains the whole renderer: each pretraining person's training caches."""
+    return expand("results/{subject}/{stage}.h5", subject=pretrain_subjects(), stage=TRAINING_CACHES)
+
+
 def subject_training_inputs(wildcards):
     return expand("results/{subject}/{stage}.h5", subject=wildcards.subject, stage=TRAINING_CACHES)
 
@@ -141,6 +146,19 @@ def pretrained_uv(wildcards):
     if variant == "pose_to_image" or not pose_only:
         return {}
     return {"pretrained": "results/pretrain/uvgen_pretrained.pt"}
+
+
+def renderer_prior(wildcards):
+    """The renderer prior a training starts from, where pretrain.renderer is on (pose_to_image has
+    none of its networks)."""
+    if not config["pretrain"]["renderer"] or variant_of(wildcards) == "pose_to_image":
+        return {}
+    return {"prior": "results/pretrain/renderer_prior.pt"}
+
+
+def prior_flag(wildcards, input):
+    """The train command's --prior option where the rule has that input."""
+    return f"--prior {shlex.quote(input.prior)}" if "prior" in input.keys() else ""
 
 
 def pretrained_flag(wildcards, input):
@@ -361,6 +379,27 @@ def pretrain_mem_mb(wildcards, attempt):
 
 def pretrain_runtime(wildcards, attempt):
     return _pretrain_request(attempt).runtime
+
+
+def prior_mem_mb(wildcards, attempt):
+    return _prior_request(attempt).mem_mb
+
+
+def prior_runtime(wildcards, attempt):
+    """Follows pretrain.renderer_steps at the training preset's resolution and widths."""
+    return _prior_request(attempt).runtime
+
+
+def _prior_request(attempt):
+    from posetransfer.training import TrainConfig
+
+    train = TrainConfig.from_config(config)
+    sizes = [subject_size(name) for name in pretrain_subjects()]
+    frames, pixels = sum(f for f, _ in sizes), max((p for _, p in sizes), default=0)
+    settings = {"resolution": train.resolution, "batch_pairs": train.batch_pairs, "in_memory_mb": train.in_memory_mb}
+    widths = {"ngf": train.ngf, "n_blocks": train.n_blocks}
+    steps = config["pretrain"]["renderer_steps"]
+    return _resources.prior_request(frames, int(pixels**0.5), steps, settings, widths, attempt)
 
 
 def _pretrain_request(attempt):

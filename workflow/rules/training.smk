@@ -26,9 +26,35 @@ rule pretrain_uv:
         " --device {params.device} > {log:q} 2>&1"
 
 
+rule pretrain_renderer:
+    input:
+        caches=prior_inputs,
+    output:
+        "results/pretrain/renderer_prior.pt",
+    params:
+        subject_dirs=lambda wildcards: " ".join(f"results/{name}" for name in pretrain_subjects()),
+        config=sections_json("seed", "pretrain", "train", "model", "losses", "perceptual"),
+        device=config["device"],
+    log:
+        "logs/pretrain_renderer.log",
+    benchmark:
+        "benchmarks/pretrain_renderer.tsv"
+    threads: 2
+    resources:
+        mem_mb=prior_mem_mb,
+        runtime=prior_runtime,
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "posetransfer pretrain-renderer {output:q} {params.subject_dirs} --config {params.config:q}"
+        " --device {params.device} > {log:q} 2>&1"
+
+
 rule train:
     input:
         unpack(pretrained_uv),
+        unpack(renderer_prior),
         caches=subject_training_inputs,
     output:
         model="results/{subject}/model{variant}/model.pt",
@@ -52,6 +78,7 @@ rule train:
         device=config["device"],
         variant=variant_of,
         pretrained=pretrained_flag,
+        prior=prior_flag,
     log:
         "logs/{subject}/train{variant}.log",
     benchmark:
@@ -65,7 +92,7 @@ rule train:
         ENV
     shell:
         "posetransfer train {params.subject_dir:q} {params.out_dir:q} --config {params.config:q}"
-        " {params.pretrained} --variant {params.variant} --device {params.device}"
+        " {params.pretrained} {params.prior} --variant {params.variant} --device {params.device}"
         " > {log:q} 2>&1"
 
 
