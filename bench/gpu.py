@@ -229,8 +229,8 @@ def pair_batch(sizes: Sizes, device: torch.device, channels_last: bool) -> dict[
             "image": uniform(n, 3, side, side),
             "parts": parts,
             "uv": uv,
-            "person_parts": parts,  # the UV loss's person-shaped target (dataset.person_iuv)
-            "person_uv": uv,
+            "target_parts": parts,  # the UV loss's target (dataset.uv_target_iuv)
+            "target_uv": uv,
             "mask": uniform(n, 1, side, side, low=0.0).round(),
         }
 

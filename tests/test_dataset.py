@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from posetransfer.dataset import IGNORE_INDEX, IGNORED_PART, person_iuv, person_iuv_tensors
+from posetransfer.dataset import IGNORE_INDEX, IGNORED_PART, person_iuv, target_iuv_tensors
 
 
 def _frame(parts: list[list[int]]) -> np.ndarray:
@@ -33,7 +33,7 @@ def test_person_pixels_beyond_reach_are_ignored_and_a_failed_mask_keeps_the_fit(
     far = np.array([[[1, 0, 0, 0, 0, 0, 0, 0, 0, 1]]], np.uint8)
     target = person_iuv(iuv, far, reach=0.5)[0]
     assert target[0, 9, 0] == IGNORED_PART and target[0, 0, 0] == 2
-    parts, _ = person_iuv_tensors(target[None], "cpu")
+    parts, _ = target_iuv_tensors(target[None], "cpu")
     assert parts[0, 0, 9] == IGNORE_INDEX and parts[0, 0, 0] == 2
     empty = np.zeros_like(far)  # a segmentation that found nobody: the fit stays the target
     assert np.array_equal(person_iuv(iuv, empty), iuv)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from posetransfer import cache, pretrain, training
-from posetransfer.dataset import SubjectData, SubjectPaths, split
+from posetransfer.dataset import SubjectData, SubjectPaths, split, target_iuv_tensors, uv_target_iuv
 from posetransfer.errors import ConfigError
 from posetransfer.training import PRESETS, TrainConfig, Trainer
 
@@ -277,7 +277,18 @@ def test_too_few_frames_say_how_many_training_needs(synthetic_subject_dir, tmp_p
 
 
 def test_uv_loss_ignores_person_pixels_the_fitted_body_misses():
-    parts = torch.tensor([[[0, 0, 3], [0, 5, 5]]])  # (1, 2, 3): the fit's parts
-    mask = torch.tensor([[[[0, 1, 1], [0, 1, 0]]]], dtype=torch.float32)  # the person's mask
-    target = training.fit_parts_target(parts, mask)
-    assert target.tolist() == [[[0, -100, 3], [0, 5, 5]]]  # hair/clothing: unknown, not background
+    iuv = np.zeros((1, 2, 3, 3), np.uint8)
+    iuv[0, :, :, 0] = [[0, 0, 3], [0, 5, 5]]  # the fit's parts
+    mask = np.array([[[0, 1, 1], [0, 1, 0]]], bool)  # the person's mask
+    parts, _ = target_iuv_tensors(uv_target_iuv(iuv, mask, "body"), "cpu")
+    assert parts.tolist() == [[[0, -100, 3], [0, 5, 5]]]  # hair/clothing: unknown, not background
+
+
+@pytest.mark.parametrize(("variant", "target"), [("full", "person"), ("body_uv_target", "body"),
+                                                 ("pose_to_image", None)])  # fmt: skip
+def test_pair_batches_carry_the_configured_uv_target_only(synthetic_subject_dir, variant, target):
+    config = TINY.for_variant(variant)
+    assert config.training_uv_target == target
+    data = SubjectData(SubjectPaths.in_folder(synthetic_subject_dir), 64, uv_target=config.training_uv_target)
+    batch = data.pair_batch(data.pairs(data.train_index)[:2])
+    assert ("target_parts" in batch["current"]) == (target is not None)

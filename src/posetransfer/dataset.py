@@ -99,8 +99,15 @@ def _sorted_read(source: cache.Cache, name: str, frames: np.ndarray) -> np.ndarr
 class SubjectData:
     """The training inputs and targets of one subject at one resolution, read as batches need them."""
 
-    def __init__(self, paths: SubjectPaths, resolution: int | None = None, in_memory_mb: float = 0) -> None:
-        self.paths = paths
+    def __init__(
+        self,
+        paths: SubjectPaths,
+        resolution: int | None = None,
+        in_memory_mb: float = 0,
+        uv_target: str | None = "person",
+    ) -> None:
+        """``uv_target``: the UV loss's target that pair batches carry (:func:`uv_target_iuv`), or None."""
+        self.paths, self.uv_target = paths, uv_target
         self._handles: dict[str, cache.Cache] = {}
         self._pid = os.getpid()
         with cache.open_cache(paths.frames, "frames") as frames:
@@ -201,8 +208,9 @@ class SubjectData:
         flow, confidence = previous.pop("flow"), previous.pop("confidence")
         current = self.frames(frames)
         del current["flow"], current["confidence"]
-        for compact in (previous, current):
-            compact["person_iuv"] = person_iuv(compact["iuv"], compact["mask"])
+        if self.uv_target is not None:
+            for compact in (previous, current):
+                compact["target_iuv"] = uv_target_iuv(compact["iuv"], compact["mask"], self.uv_target)
         return {"current": current, "previous": previous, "flow": flow, "confidence": confidence}
 
     def batch(self, frames: np.ndarray, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -245,6 +253,20 @@ def pair_loader(data: SubjectData, schedule: list[np.ndarray], workers: int) -> 
     yield from loader
 
 
+def uv_target_iuv(iuv: np.ndarray, mask: np.ndarray, target: str) -> np.ndarray:
+    """The UV loss's target (N, H, W, 3) as IUV, parts :data:`IGNORED_PART` where unknown
+    (``model.uv_target``): ``person`` (:func:`person_iuv`) or ``body``, the fit itself with person
+    pixels it misses ignored, not called background, or the UV loss would pull the rendered person
+    to the fit's thinner outline."""
+    if target == "person":
+        return person_iuv(iuv, mask)
+    if target != "body":
+        raise ValueError(f"unknown UV target {target!r}")
+    out = iuv.copy()
+    out[mask.astype(bool) & (iuv[..., 0] == 0), 0] = IGNORED_PART
+    return out
+
+
 def person_iuv(iuv: np.ndarray, mask: np.ndarray, reach: float = BODY_REACH) -> np.ndarray:
     """The fitted body's IUV (N, H, W, 3) reshaped to the person's mask (N, H, W): the UV target.
 
@@ -285,12 +307,12 @@ def _nchw(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
 def to_device(compact: dict[str, np.ndarray], device: torch.device | str) -> dict[str, torch.Tensor]:
     """Compact frames -> float tensors on ``device`` (converted there, after the copy)."""
     parts, uv = body_iuv_tensors(compact["iuv"], device)
-    person = {}
-    if "person_iuv" in compact:  # training pairs: the UV loss's person-shaped target
-        person_parts, person_uv = person_iuv_tensors(compact["person_iuv"], device)
-        person = {"person_parts": person_parts, "person_uv": person_uv}
+    target = {}
+    if "target_iuv" in compact:  # training pairs: the UV loss's target
+        target_parts, target_uv = target_iuv_tensors(compact["target_iuv"], device)
+        target = {"target_parts": target_parts, "target_uv": target_uv}
     return {
-        **person,
+        **target,
         "pose": pose_channels(_nchw(compact["skeleton"], device), _nchw(compact["laplacian"], device), 1),
         "image": (_nchw(compact["image"], device).float() / 127.5 - 1).contiguous(),
         "parts": parts,
@@ -299,10 +321,10 @@ def to_device(compact: dict[str, np.ndarray], device: torch.device | str) -> dic
     }
 
 
-def person_iuv_tensors(person: np.ndarray, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`person_iuv` -> the UV loss's target: parts (N, H, W), ignored pixels IGNORE_INDEX; UV."""
-    ignored = person[..., :1] == IGNORED_PART
-    parts, uv = body_iuv_tensors(np.where(ignored, np.uint8(0), person), device)
+def target_iuv_tensors(target: np.ndarray, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`uv_target_iuv` -> the UV loss's target: parts (N, H, W), ignored pixels IGNORE_INDEX; UV."""
+    ignored = target[..., :1] == IGNORED_PART
+    parts, uv = body_iuv_tensors(np.where(ignored, np.uint8(0), target), device)
     return parts.masked_fill(torch.as_tensor(ignored[..., 0]).to(device), IGNORE_INDEX), uv
 
 

@@ -57,7 +57,9 @@ class Person:
 
 
 def load_person(folder: str | Path, config: TrainConfig, in_memory_mb: float) -> Person:
-    data = SubjectData(SubjectPaths.in_folder(folder), config.resolution, in_memory_mb)
+    data = SubjectData(
+        SubjectPaths.in_folder(folder), config.resolution, in_memory_mb, config.training_uv_target
+    )
     with cache.open_cache(Path(folder) / "texture.h5", "texture") as texture:
         atlas = texture.read("atlas")
     pairs = data.pairs(data.train_index)

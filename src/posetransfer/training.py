@@ -40,7 +40,6 @@ from torch.optim.swa_utils import AveragedModel
 
 from posetransfer import cache, preview
 from posetransfer.dataset import (
-    IGNORE_INDEX,
     MIN_VALID_FRAMES,
     SubjectData,
     SubjectPaths,
@@ -101,14 +100,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: not a readable checkpoint ({type(exc).__name__}); delete it to start over"
         ) from exc
-
-
-def fit_parts_target(parts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The body fit's parts as the UV loss's target, except where the person's mask says person and
-    the fitted body is absent (clothing, hair, fit error): those pixels are ignored (-100), not
-    called background, or the UV loss would pull the rendered person to the fit's thinner outline."""
-    unknown = (mask[:, 0] > 0) & (parts == 0)
-    return torch.where(unknown, torch.full_like(parts, IGNORE_INDEX), parts)
 
 
 # What a renderer prior (posetransfer.prior) holds, besides the discriminator: the networks that
@@ -269,12 +260,8 @@ class Trainer:
             regular = self._supervised(out["rgb_branch"].float(), real)
             terms.update({f"regular_{k}": config.w_regular * v for k, v in regular.items()})
         if "logits" in out and config.w_uv > 0:
-            if config.uv_target == "person":
-                target_parts, target_uv = both["person_parts"], both["person_uv"]
-            else:
-                target_parts, target_uv = fit_parts_target(both["parts"], both["mask"]), both["uv"]
-            logits, uv = out["logits"].float(), out["uv"].float()
-            uv_terms = losses.uv_pretrain_loss(logits, uv, target_parts, target_uv)
+            logits, uv = out["logits"].float(), out["uv"].float()  # the target: dataset.uv_target_iuv
+            uv_terms = losses.uv_pretrain_loss(logits, uv, both["target_parts"], both["target_uv"])
             terms["uv"] = config.w_uv * uv_terms["total"]
         current, previous = image[half:], image[:half]
         if full and config.w_temporal > 0:
@@ -449,7 +436,8 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
     out_dir = Path(out_dir)
     device = resolve_device(device)
     torch.use_deterministic_algorithms(device == "cpu", warn_only=True)
-    data = SubjectData(SubjectPaths.in_folder(subject_dir), config.resolution, config.in_memory_mb)
+    data = SubjectData(SubjectPaths.in_folder(subject_dir), config.resolution, config.in_memory_mb,
+                       config.training_uv_target)  # fmt: skip
     log.info("training frames %s", "held in memory" if data.in_memory else "streamed from the caches")
     with cache.open_cache(Path(subject_dir) / "texture.h5", "texture") as texture:
         atlas = texture.read("atlas")

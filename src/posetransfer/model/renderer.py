@@ -165,6 +165,11 @@ class TrainConfig:
         return resources.epochs_for(self.epochs, self.min_steps, steps_per_epoch)
 
     @property
+    def training_uv_target(self) -> str | None:
+        """The UV loss's target the training pairs carry (``model.uv_target``); None where unused."""
+        return self.uv_target if self.variant != "pose_to_image" and self.w_uv > 0 else None
+
+    @property
     def body_prior(self) -> bool:
         """Whether the UV generator starts from the fitted body's IUV (``model.uv_input``)."""
         return self.uv_input == "pose+body_iuv" and self.variant != "pose_to_image"
