@@ -200,10 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Person-agnostic UV-generator pretraining (Eq. 6) on the caches of every "
         "SUBJECT_DIR (results/{subject}); writes the generator's weights to OUT.pt.",
     )
-    pre.add_argument("out", type=Path, metavar="OUT.pt")
-    pre.add_argument("subject_dirs", type=Path, nargs="+", metavar="SUBJECT_DIR")
-    pre.add_argument("--config", type=_json, required=True, help="the whole validated config as JSON")
-    pre.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     prior = commands.add_parser(
         "pretrain-renderer",
@@ -212,10 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         "at once, each person with their own texture and background, for pretrain.renderer_steps steps; "
         "write the networks to OUT.pt. A killed run started again resumes.",
     )
-    prior.add_argument("out", type=Path, metavar="OUT.pt")
-    prior.add_argument("subject_dirs", type=Path, nargs="+", metavar="SUBJECT_DIR")
-    prior.add_argument("--config", type=_json, required=True, help="the whole validated config as JSON")
-    prior.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    for pretraining in (pre, prior):
+        pretraining.add_argument("out", type=Path, metavar="OUT.pt")
+        pretraining.add_argument("subject_dirs", type=Path, nargs="+", metavar="SUBJECT_DIR")
+        pretraining.add_argument(
+            "--config", type=_json, required=True, help="the whole validated config as JSON"
+        )
+        pretraining.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     train = commands.add_parser(
         "train",
