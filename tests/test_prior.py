@@ -58,22 +58,25 @@ def test_training_starts_from_the_prior(two_people, tmp_path):
     prior.run(two_people, tmp_path / "prior.pt", TINY, steps=4, device="cpu")
     made = torch.load(tmp_path / "prior.pt", weights_only=False)
     trainer = _trainer(two_people[0], tmp_path / "run", TINY)
-    assert training.apply_prior(trainer, tmp_path / "prior.pt") == ["uv_generator", "d2g", "discriminator"]
-    for name in ("uv_generator", "d2g"):
-        ours = getattr(trainer.renderer, name).state_dict()
+    fresh_uv = {k: v.clone() for k, v in trainer.renderer.uv_generator.state_dict().items()}
+    assert training.apply_prior(trainer, tmp_path / "prior.pt") == ["d2g", "discriminator"]
+    for name, module in (("d2g", trainer.renderer.d2g), ("discriminator", trainer.discriminator)):
+        ours = module.state_dict()
         assert all(torch.equal(ours[key], value) for key, value in made[name].items()), name
+    # The UV generator keeps its start at the fitted body (the prior's measured worse).
+    assert all(torch.equal(fresh_uv[k], v) for k, v in trainer.renderer.uv_generator.state_dict().items())
     # Evaluation's average starts from the prior too, not from the random networks.
     averaged = trainer.ema.module.d2g.state_dict()
     assert all(torch.equal(averaged[key], value) for key, value in made["d2g"].items())
-    # A variant without D2G-Net takes the UV generator alone.
+    # A variant without D2G-Net takes the discriminator alone.
     no_d2g = _trainer(two_people[0], tmp_path / "no_d2g", TINY.for_variant("no_d2g"))
-    assert training.apply_prior(no_d2g, tmp_path / "prior.pt") == ["uv_generator", "discriminator"]
+    assert training.apply_prior(no_d2g, tmp_path / "prior.pt") == ["discriminator"]
 
 
 def test_a_prior_of_other_sizes_is_one_line(two_people, tmp_path):
     prior.run(two_people, tmp_path / "prior.pt", TINY, steps=2, device="cpu")
     wider = _trainer(two_people[0], tmp_path / "run", replace(TINY, ngf=16))
-    with pytest.raises(ConfigError, match=r"pretrain\.renderer: .*prior\.pt.*ngf 8.*ngf 16"):
+    with pytest.raises(ConfigError, match=r"pretrain\.renderer: .*prior\.pt.*ngf 8 \(this run: 16\)"):
         training.apply_prior(wider, tmp_path / "prior.pt")
 
 

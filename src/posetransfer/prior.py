@@ -5,8 +5,8 @@ clothes and poses beyond its own clip.
 Each pretraining person keeps their own hybrid texture (from their atlas) and background; the
 networks are shared. Steps go round the people in turn, each person's batches in the order of
 :func:`training.pair_schedule`, with the losses, warm-up and learning-rate decay of joint training.
-A subject's training (``training.run(prior=...)``) then loads the networks whose shapes match and
-learns its own texture and background as before.
+A subject's training (``training.run(prior=...)``) then starts D2G-Net and the discriminator from
+it (``training.PRIOR_MODULES``) and learns its own UV residuals, texture and background as before.
 
 The prior checkpoint is a plain dict: the networks' state dicts, the config and the people. Work in
 progress is checkpointed beside the output, and the same command resumes it after a kill.
@@ -31,7 +31,6 @@ from posetransfer.errors import ConfigError
 from posetransfer.model.renderer import Renderer, TrainConfig
 from posetransfer.progress import progress
 from posetransfer.training import (
-    PRIOR_MODULES,
     Trainer,
     _rng_state,
     _set_rng_state,
@@ -176,7 +175,8 @@ class PriorTrainer:
         """The plain-dict prior: the shared networks and what they were trained with."""
         renderer = self.trainer.renderer
         return {
-            **{name: getattr(renderer, name).state_dict() for name in PRIOR_MODULES},
+            "uv_generator": renderer.uv_generator.state_dict(),  # kept for inspection: training starts
+            "d2g": renderer.d2g.state_dict(),  # from training.PRIOR_MODULES only
             "discriminator": self.trainer.discriminator.state_dict(),
             "config": asdict(self.config),
             "people": [p.folder for p in self.people],

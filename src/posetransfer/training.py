@@ -102,9 +102,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from exc
 
 
-# What a renderer prior (posetransfer.prior) holds, besides the discriminator: the networks that
-# do not belong to one person. Texture and background are each subject's own.
-PRIOR_MODULES = ("uv_generator", "d2g")
+# What a training run takes from a renderer prior (posetransfer.prior): D2G-Net and the
+# discriminator. Not the UV generator: with the body prior it starts at the fitted body's IUV, and
+# the prior's (trained on the synthetic people's outlines) cost squats_c 1 dB (README, design notes).
+PRIOR_MODULES = ("d2g", "discriminator")
+PRIOR_SIZES = ("ngf", "n_down", "n_blocks", "ndf", "d_layers", "num_d")
 
 
 def ema_update(decay: float):
@@ -480,26 +482,23 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
 
 
 def apply_prior(trainer: Trainer, path: str | Path) -> list[str]:
-    """Start ``trainer``'s networks from the renderer prior at ``path`` where their shapes match;
-    returns the names loaded. A variant whose networks differ (no D2G-Net, an RGB texture) loads
-    what fits and starts the rest fresh; a prior made at other network sizes is a config error."""
+    """Start ``trainer``'s :data:`PRIOR_MODULES` from the renderer prior at ``path``; returns the names
+    loaded. A variant whose networks differ (no D2G-Net, an RGB texture) loads what fits and starts
+    the rest fresh; a prior made at other network sizes is a config error naming them."""
     prior = load_checkpoint(Path(path))
+    made, ours = prior["config"], asdict(trainer.config)
+    differ = [f"{key} {made[key]} (this run: {ours[key]})" for key in PRIOR_SIZES if made[key] != ours[key]]
+    if differ:
+        raise ConfigError(
+            f"pretrain.renderer: {path} was made with other network sizes: {', '.join(differ)}; "
+            "delete it to remake it"
+        )
     loaded = []
-    for name in (*PRIOR_MODULES, "discriminator"):
+    for name in PRIOR_MODULES:
         module = trainer.discriminator if name == "discriminator" else getattr(trainer.renderer, name, None)
-        if module is None or name not in prior:
-            continue
-        if not _same_shapes(module.state_dict(), prior[name]):
-            if name == "uv_generator":  # every variant with a UV generator has the prior's sizes
-                made, ours = prior["config"], trainer.config
-                raise ConfigError(
-                    f"pretrain.renderer: {path} was made with other network sizes (ngf {made['ngf']}, "
-                    f"n_blocks {made['n_blocks']}) than this run (ngf {ours.ngf}, n_blocks {ours.n_blocks}); "
-                    "delete it to remake it"
-                )
-            continue
-        module.load_state_dict(prior[name])
-        loaded.append(name)
+        if module is not None and _same_shapes(module.state_dict(), prior[name]):
+            module.load_state_dict(prior[name])
+            loaded.append(name)
     if trainer.ema is not None:  # the average starts from the prior, not from the random start
         average = ema_update(trainer.config.ema)
         trainer.ema = AveragedModel(trainer.renderer, multi_avg_fn=average, use_buffers=True)
