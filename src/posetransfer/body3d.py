@@ -404,7 +404,7 @@ def run(
 
     ``mesh_joints``: the slow reference path of :func:`fit` (benchmarks and tests).
     """
-    from posetransfer.synthesize import resolve_device
+    from posetransfer.devices import resolve_device
 
     if params.backend not in ("anny", "smplx"):
         raise ConfigError(f"body3d.backend: unknown backend {params.backend!r}")

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from posetransfer import cache, preview
+from posetransfer.devices import resolve_device
 from posetransfer.errors import ConfigError, VideoError
 from posetransfer.progress import progress
 
@@ -103,15 +104,6 @@ def dis_flow(a: np.ndarray, b: np.ndarray, preset: str = "medium") -> np.ndarray
     dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
     flow = dis.calc(_grey(a), _grey(b), None)
     return np.asarray(flow, dtype=np.float32)
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_raft(weights: str | Path | None, device: str = "auto") -> torch.nn.Module:

@@ -328,7 +328,7 @@ class InceptionFeatures:
         import torch
         from torchvision.models import inception_v3
 
-        from posetransfer.flow import resolve_device
+        from posetransfer.devices import resolve_device
 
         path = Path(weights_path)
         if not path.is_file():
@@ -481,7 +481,7 @@ class LPIPSDistance:
 
         import lpips
 
-        from posetransfer.flow import resolve_device
+        from posetransfer.devices import resolve_device
 
         path = Path(weights_path)
         if not path.is_file():

@@ -67,7 +67,7 @@ def run(
     With ``tensorboard``, losses, learning rate, steps/s and a parts/UV sample per epoch go to
     ``tensorboard/`` beside ``out`` (people's view only: the weights are the same without).
     """
-    from posetransfer.synthesize import resolve_device
+    from posetransfer.devices import resolve_device
 
     device = resolve_device(device)
     seed_everything(config.seed)

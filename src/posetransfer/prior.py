@@ -32,12 +32,12 @@ from posetransfer.model.renderer import Renderer, TrainConfig
 from posetransfer.progress import progress
 from posetransfer.training import (
     Trainer,
-    _rng_state,
-    _set_rng_state,
     epoch_batches,
     learning_rate,
     load_checkpoint,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
 )
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class PriorTrainer:
                 "generator": trainer.opt_g.state_dict(),
                 "discriminator": trainer.opt_d.state_dict(),
             },
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -124,7 +124,7 @@ class PriorTrainer:
         trainer.discriminator.load_state_dict(state["models"]["discriminator"])
         trainer.opt_g.load_state_dict(state["optimizers"]["generator"])
         trainer.opt_d.load_state_dict(state["optimizers"]["discriminator"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         trainer.step = int(state["step"])
 
     def batches(self) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -191,7 +191,7 @@ def run(subject_dirs: Sequence[str | Path], out: str | Path, config: TrainConfig
     ``stop_after`` simulates a kill (tests); work in progress lives in ``out``'s folder, in
     ``.{name}.work/``, and is removed once ``out`` is written.
     """
-    from posetransfer.synthesize import resolve_device
+    from posetransfer.devices import resolve_device
 
     if config.variant != "full":
         raise ConfigError(

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from posetransfer import cache
-from posetransfer.errors import ConfigError
+from posetransfer.devices import resolve_device
 from posetransfer.keypoints import draw_skeleton
 from posetransfer.progress import progress
 from posetransfer.video import write_h264
@@ -40,17 +40,6 @@ class SyntheticParams:
     @classmethod
     def from_config(cls, section: Mapping[str, Any], seed: int) -> SyntheticParams:
         return cls(**section, seed=seed)
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cuda' without one is a ConfigError."""
-    if device == "cpu":
-        return device
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda (config key device): this machine has no CUDA GPU; use auto or cpu")
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def build_model_cache(cache_dir: str | Path, marker: str | Path) -> None:

@@ -71,11 +71,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
 
-def _set_rng_state(state: Mapping[str, Any]) -> None:
+def set_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -214,7 +214,7 @@ class Trainer:
             "config": asdict(self.config),
             "models": models,
             "optimizers": {"generator": self.opt_g.state_dict(), "discriminator": self.opt_d.state_dict()},
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -226,7 +226,7 @@ class Trainer:
             self.ema.load_state_dict(state["models"]["ema"])
         self.opt_g.load_state_dict(state["optimizers"]["generator"])
         self.opt_d.load_state_dict(state["optimizers"]["discriminator"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.step = int(state["step"])
 
     # -- one step ---------------------------------------------------------------------------
@@ -433,7 +433,7 @@ def run(subject_dir: str | Path, out_dir: str | Path, config: TrainConfig, pretr
     object to, and the same command resumes from ``work/last.pt``. ``prior``: a renderer prior
     (``posetransfer.prior``) the networks start from.
     """
-    from posetransfer.synthesize import resolve_device
+    from posetransfer.devices import resolve_device
 
     out_dir = Path(out_dir)
     device = resolve_device(device)

@@ -373,7 +373,7 @@ def run(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Make the driving subject's motion performed by the target; write the videos and metrics."""
-    from posetransfer.synthesize import resolve_device
+    from posetransfer.devices import resolve_device
 
     device = resolve_device(device)
     driving_dir, target_dir = Path(driving_dir), Path(target_dir)
