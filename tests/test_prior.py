@@ -29,6 +29,7 @@ def test_prior_shares_networks_and_keeps_each_persons_texture(two_people, tmp_pa
     assert {"uv_generator", "d2g", "discriminator"} <= made.keys()
     assert made["people"] == [str(p) for p in two_people] and made["steps"] == 6
     assert not (tmp_path / ".prior.pt.work").exists()  # work in progress is gone once the prior is written
+    assert list((tmp_path / "prior_tensorboard").glob("events.out.tfevents.*"))  # losses per step
     # Each person trained their own texture: the same atlas, other batches, other results.
     trainer = prior.PriorTrainer(
         TINY, [prior.load_person(p, TINY, 0) for p in two_people], 6, tmp_path / "w", "cpu"

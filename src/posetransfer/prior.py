@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from posetransfer.dataset import SubjectData, SubjectPaths, pair_to_device
 from posetransfer.errors import ConfigError
 from posetransfer.model.renderer import Renderer, TrainConfig
 from posetransfer.progress import progress
+from posetransfer.tracking import TrainingLog
 from posetransfer.training import (
     Trainer,
     epoch_batches,
@@ -146,7 +148,9 @@ class PriorTrainer:
         for step in range(start, self.steps):
             yield step % count, next(streams[step % count])
 
-    def run(self, checkpoint: Path, stop_after: int | None = None) -> None:
+    def run(self, checkpoint: Path, stop_after: int | None = None, board_dir: Path | None = None) -> None:
+        """Train to ``steps``, resuming from ``checkpoint``; ``board_dir``: TensorBoard event files
+        (every loss term and the learning rate per step); ``stop_after`` simulates a kill."""
         trainer = self.trainer
         if checkpoint.exists():
             state = load_checkpoint(checkpoint)
@@ -156,6 +160,12 @@ class PriorTrainer:
                 )
             self.restore(state)
             log.info("resumed the renderer prior at step %d", trainer.step)
+        with ExitStack() as stack:
+            board = stack.enter_context(TrainingLog(board_dir, trainer.step)) if board_dir else None
+            self._loop(checkpoint, stop_after, board)
+
+    def _loop(self, checkpoint: Path, stop_after: int | None, board: TrainingLog | None) -> None:
+        trainer = self.trainer
         bar = progress(range(trainer.step, self.steps), self.steps - trainer.step, "prior", unit="step")
         for step, (person, compact) in zip(bar, self.batches(), strict=True):
             self.wear(person)
@@ -166,6 +176,8 @@ class PriorTrainer:
             record = trainer.train_step(pair_to_device(compact, trainer.device))
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in ("total", "l2", "gan")})
             trainer.step = step + 1
+            if board is not None:
+                board.scalars(trainer.step, {**{f"loss/{k}": v for k, v in record.items()}, "train/lr": rate})
             if trainer.step % self.config.checkpoint_every == 0 or trainer.step == self.steps:
                 save_checkpoint(checkpoint, self.state())
             if stop_after is not None and trainer.step >= stop_after:
@@ -189,7 +201,8 @@ def run(subject_dirs: Sequence[str | Path], out: str | Path, config: TrainConfig
     """Pretrain the renderer prior on every folder of ``subject_dirs`` for ``steps`` steps; write ``out``.
 
     ``stop_after`` simulates a kill (tests); work in progress lives in ``out``'s folder, in
-    ``.{name}.work/``, and is removed once ``out`` is written.
+    ``.{name}.work/``, and is removed once ``out`` is written; TensorBoard event files go to
+    ``{stem}_tensorboard/`` beside it.
     """
     from posetransfer.devices import resolve_device
 
@@ -208,7 +221,7 @@ def run(subject_dirs: Sequence[str | Path], out: str | Path, config: TrainConfig
     prior_trainer = PriorTrainer(config, people, steps, work, device)
     log.info("renderer prior: %d people, %d steps at %d px, on %s", len(people), steps,
              people[0].data.resolution, device)  # fmt: skip
-    prior_trainer.run(work / "last.pt", stop_after)
+    prior_trainer.run(work / "last.pt", stop_after, board_dir=out.parent / f"{out.stem}_tensorboard")
     if prior_trainer.trainer.step < steps:
         return
     save_checkpoint(out, prior_trainer.prior())
