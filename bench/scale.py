@@ -1,7 +1,8 @@
 """Peak memory and time of every preprocessing stage on a long subject, at several lengths and sizes.
 
     python bench/scale.py [--frames 300 1000 3000] [--sizes 256 512] [--stages frames pose2d ...]
-                          [--video PATH] [--fit-frames 16] [--work DIR] [--keep]
+                          [--video PATH] [--fit-frames 16] [--fit BODY3D.h5] [--work DIR]
+                          [--source DIR] [--train-steps 3]
 
 The long subject is a real clip looped (played forward then backward, so there is no jump) to
 each length and encoded once as H.264. Every stage runs as its own ``python -m posetransfer``
@@ -12,6 +13,11 @@ streams has the same peak at every length; its seconds grow linearly.
 The body fit (about 2 s a frame on the CPU) runs on the first ``--fit-frames`` frames only, and
 its row says so; labels3d and texture then read that fit repeated to the full length, which
 costs them what a real fit of that length would.
+
+``train`` runs a few full training steps (the standard preset's networks at the frames' size, no
+warm-up, the workflow's streaming loader) on the subject's caches. ``--source DIR`` takes the
+caches of a longer run (its first N frames of every cache) instead of running the stages again,
+so training can be measured at every length from one long preprocessing run.
 
 With ``PYTHONPATH=OTHER/src`` the stages of another checkout run instead (before/after numbers).
 """
@@ -30,7 +36,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "juggler_a.mp4"
-STAGES = ("frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture")
+STAGES = ("frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture", "train")
+CACHES = ("frames", "pose2d", "masks", "flow", "background", "labels3d", "texture")
 
 
 def looped_video(source: Path, count: int, out: Path) -> Path:
@@ -58,7 +65,7 @@ def looped_video(source: Path, count: int, out: Path) -> Path:
     return out
 
 
-def stage_command(stage: str, folder: Path, video: Path, size: int, anny: Path) -> list[str]:
+def stage_command(stage: str, folder: Path, video: Path, size: int, anny: Path, steps: int) -> list[str]:
     """The CLI call of ``stage`` for the subject in ``folder`` (what the workflow's rule runs)."""
     f = folder
     args = {
@@ -73,8 +80,33 @@ def stage_command(stage: str, folder: Path, video: Path, size: int, anny: Path) 
         "labels3d": [f / "body3d.h5", f / "labels3d.h5", "--preview", f / "labels3d.png",
                      "--anny-cache", anny],
         "texture": [f / "frames.h5", f / "labels3d.h5", f / "texture.h5", "--preview", f / "texture.png"],
+        "train": [f, f / "train", size, steps],
     }[stage]  # fmt: skip
+    if stage == "train":
+        return [sys.executable, "-c", _TRAIN, *map(str, args)]
     return [sys.executable, "-m", "posetransfer", stage, *map(str, args)]
+
+
+# A few full steps of the workflow's training (its data, loader and loop), without the warm-up.
+_TRAIN = """
+import dataclasses, sys
+from pathlib import Path
+from posetransfer import cache, training
+from posetransfer.config import validate_config
+from posetransfer.dataset import SubjectData, SubjectPaths
+folder, out, size, steps = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+config = training.TrainConfig.from_config(
+    validate_config({"train": {"preset": "standard", "resolution": size}}))
+config = dataclasses.replace(config, warmup_epochs=0, min_steps=0, checkpoint_every=10**9,
+                             sample_every=10**9, perceptual_weights=None)
+data = SubjectData(SubjectPaths.in_folder(folder), size, config.in_memory_mb,
+                   config.training_uv_target)
+with cache.open_cache(folder / "texture.h5", "texture") as texture:
+    atlas = texture.read("atlas")
+trainer = training.Trainer(config, data, atlas, out, "cpu")
+trainer.run(out / "last.pt", stop_after=steps)
+print("in memory" if data.in_memory else "streamed", trainer.step, "steps")
+"""
 
 
 # Runs the stage as a child of a small process: on Linux a child's peak RSS starts from its
@@ -116,6 +148,26 @@ def first_rows(source: Path, out: Path, kind: str, count: int) -> None:
         writer.attrs.update({k: v for k, v in cached.attrs.items() if k not in cache.PROVENANCE_ATTRS})
 
 
+def prefix_cache(source: Path, out: Path, kind: str, length: int, count: int) -> None:
+    """A copy of a cache holding its first ``count`` frames (``count - 1`` flow pairs), read in blocks;
+    datasets that are not per frame (the background, the atlas) are copied whole."""
+    from posetransfer import cache
+
+    with cache.open_cache(source, kind) as cached:
+        attrs = {k: v for k, v in cached.attrs.items() if k not in cache.PROVENANCE_ATTRS}
+        with cache.write_cache(out, kind, {}, str(cached.attrs["source_sha256"])) as writer:
+            for name in cached.names():
+                data = cached.dataset(name)
+                rows = {length: count, length - 1: count - 1}.get(data.shape[0] if data.ndim else -1)
+                if kind in ("background", "texture") or rows is None:
+                    writer.array(name, cached.read(name))
+                    continue
+                with writer.rows(name, rows, data.shape[1:], data.dtype) as rows_out:
+                    for start in range(0, rows, 64):
+                        rows_out.append(cached.read(name, slice(start, min(rows, start + 64))))
+            writer.attrs.update(attrs)
+
+
 def repeated_fit(short: Path, out: Path, count: int, resolution: int) -> None:
     """The fit of the first frames repeated (ping-pong) to ``count`` frames: labels3d's input.
 
@@ -150,6 +202,15 @@ def run_subject(
     """Every chosen stage on one subject of ``count`` frames; {stage: (peak MB, seconds)}."""
     folder.mkdir(parents=True, exist_ok=True)
     results = {}
+    if args.source is not None:  # the first frames of a longer run's caches stand in for the stages
+        from posetransfer.resources import cached_frames
+
+        frames = cached_frames(args.source / "frames.h5") or 0
+        if count > frames:
+            raise SystemExit(f"--source {args.source} has {frames} frames, fewer than {count}")
+        for kind in CACHES:
+            if not (folder / f"{kind}.h5").exists():
+                prefix_cache(args.source / f"{kind}.h5", folder / f"{kind}.h5", kind, frames, count)
     if args.fit is not None:  # an earlier short fit stands in for body3d
         repeated_fit(args.fit, folder / "body3d.h5", count, size)
     for stage in stages:
@@ -157,7 +218,7 @@ def run_subject(
             (folder / "fit").mkdir(exist_ok=True)
             first_rows(folder / "frames.h5", folder / "fit" / "frames.h5", "frames", args.fit_frames)
             first_rows(folder / "pose2d.h5", folder / "fit" / "pose2d.h5", "pose2d", args.fit_frames)
-        command = stage_command(stage, folder, video, size, args.anny_cache)
+        command = stage_command(stage, folder, video, size, args.anny_cache, args.train_steps)
         results[stage] = measure(command, folder / f"{stage}.log")
         if stage == "body3d":
             repeated_fit(folder / "fit" / "body3d.h5", folder / "body3d.h5", count, size)
@@ -180,6 +241,10 @@ def main() -> None:
     parser.add_argument(
         "--fit", type=Path, default=None, help="a body3d.h5 to repeat instead of fitting (skips body3d)"
     )
+    parser.add_argument(
+        "--source", type=Path, default=None, help="a longer run's subject folder: prefixes of its caches"
+    )
+    parser.add_argument("--train-steps", type=int, default=3, help="training steps the train stage makes")
     parser.add_argument("--anny-cache", type=Path, default=REPO / "results" / ".anny")
     parser.add_argument(
         "--work", type=Path, default=None, help="folder for videos and caches (default: temp)"
@@ -195,7 +260,7 @@ def main() -> None:
         print("(labels3d and texture read body3d.h5 left by an earlier run in the work folder)")
     table: dict[tuple[int, int], dict[str, tuple]] = {}
     for count in args.frames:
-        video = looped_video(args.video, count, work / f"loop_{count}.mp4")
+        video = args.video if args.source else looped_video(args.video, count, work / f"loop_{count}.mp4")
         for size in args.sizes:
             print(f"{count} frames at {size} px:", flush=True)
             table[count, size] = run_subject(video, count, work / f"{count}_{size}", size, stages, args)

@@ -53,6 +53,10 @@ def test_killed_prior_resumes_bit_identically(two_people, tmp_path):
         assert torch.equal(tensor, resumed.state()["models"]["renderer"][name]), name
     for name, tensor in whole.textures.state_dict().items():
         assert torch.equal(tensor, resumed.textures.state_dict()[name]), name
+    # Work left by a prior of other people does not resume this one: it starts over, as training does.
+    other = prior.PriorTrainer(TINY, people[::-1], 5, tmp_path / "killed", "cpu")
+    other.run(tmp_path / "killed" / "last.pt", stop_after=1)
+    assert other.trainer.step == 1
 
 
 def test_training_starts_from_the_prior(two_people, tmp_path):

@@ -27,15 +27,13 @@ import torch
 from torch import nn
 
 from posetransfer import cache
-from posetransfer.dataset import SubjectData, SubjectPaths, pair_to_device
+from posetransfer.dataset import SubjectData, SubjectPaths
 from posetransfer.errors import ConfigError
 from posetransfer.model.renderer import Renderer, TrainConfig
-from posetransfer.progress import progress
 from posetransfer.tracking import TrainingLog
 from posetransfer.training import (
     Trainer,
     epoch_batches,
-    learning_rate,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -77,9 +75,8 @@ class PriorTrainer:
     ) -> None:
         self.config, self.people, self.steps = config, list(people), steps
         first = people[0]
-        self.trainer = Trainer(replace(config, ema=0.0), first.data, first.atlas, work, device)
-        self.trainer.warmup_steps = round(steps * WARMUP_SHARE)
-        self.trainer.total_steps = steps
+        schedule = (steps, round(steps * WARMUP_SHARE))
+        self.trainer = Trainer(replace(config, ema=0.0), first.data, first.atlas, work, device, schedule)
         renderer = self.trainer.renderer
         others = [Renderer(config, p.atlas, p.data.background_tensor()) for p in people[1:]]
         device = self.trainer.device
@@ -129,9 +126,10 @@ class PriorTrainer:
         set_rng_state(state["rng"])
         trainer.step = int(state["step"])
 
-    def batches(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(person, compact batch) from the current step on: person ``step % K``, each person's batches
-        continuing where their own share of the earlier steps left them."""
+    def batches(self) -> Iterator[dict[str, Any]]:
+        """The compact batches from the current step on, each with its person's texture and background
+        worn (:meth:`wear`) as it is handed out: person ``step % K``, each person's batches continuing
+        where their own share of the earlier steps left them."""
         config, count, start = self.config, len(self.people), self.trainer.step
         streams = [
             epoch_batches(
@@ -146,42 +144,21 @@ class PriorTrainer:
             for index, p in enumerate(self.people)
         ]
         for step in range(start, self.steps):
-            yield step % count, next(streams[step % count])
+            self.wear(step % count)
+            yield next(streams[step % count])
 
     def run(self, checkpoint: Path, stop_after: int | None = None, board_dir: Path | None = None) -> None:
-        """Train to ``steps``, resuming from ``checkpoint``; ``board_dir``: TensorBoard event files
-        (every loss term and the learning rate per step); ``stop_after`` simulates a kill."""
+        """Train to ``steps``, resuming from ``checkpoint`` where it was made with this config and these
+        people (else starting over, as training does); ``board_dir``: TensorBoard event files (every
+        loss term and the learning rate per step); ``stop_after`` simulates a kill."""
         trainer = self.trainer
-        if checkpoint.exists():
-            state = load_checkpoint(checkpoint)
-            if state["config"] != asdict(self.config) or state["people"] != [p.folder for p in self.people]:
-                raise ConfigError(
-                    f"{checkpoint}: made for another config or other people; delete it to start over"
-                )
+        state = _resumable(checkpoint, self.config, [p.folder for p in self.people])
+        if state is not None:
             self.restore(state)
             log.info("resumed the renderer prior at step %d", trainer.step)
         with ExitStack() as stack:
             board = stack.enter_context(TrainingLog(board_dir, trainer.step)) if board_dir else None
-            self._loop(checkpoint, stop_after, board)
-
-    def _loop(self, checkpoint: Path, stop_after: int | None, board: TrainingLog | None) -> None:
-        trainer = self.trainer
-        bar = progress(range(trainer.step, self.steps), self.steps - trainer.step, "prior", unit="step")
-        for step, (person, compact) in zip(bar, self.batches(), strict=True):
-            self.wear(person)
-            trainer.renderer.train()
-            rate = learning_rate(self.config, step, self.steps)
-            for group in (*trainer.opt_g.param_groups, *trainer.opt_d.param_groups):
-                group["lr"] = rate
-            record = trainer.train_step(pair_to_device(compact, trainer.device))
-            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in ("total", "l2", "gan")})
-            trainer.step = step + 1
-            if board is not None:
-                board.scalars(trainer.step, {**{f"loss/{k}": v for k, v in record.items()}, "train/lr": rate})
-            if trainer.step % self.config.checkpoint_every == 0 or trainer.step == self.steps:
-                save_checkpoint(checkpoint, self.state())
-            if stop_after is not None and trainer.step >= stop_after:
-                return
+            trainer.optimise(self.batches(), checkpoint, self.state, stop_after, board, label="prior")
 
     def prior(self) -> dict[str, Any]:
         """The plain-dict prior: the shared networks and what they were trained with."""
@@ -194,6 +171,22 @@ class PriorTrainer:
             "people": [p.folder for p in self.people],
             "steps": self.steps,
         }
+
+
+def _resumable(checkpoint: Path, config: TrainConfig, people: list[str]) -> dict[str, Any] | None:
+    """The prior's work in progress, where it was made with this config and these people; other
+    (or unreadable) work is removed, saying so."""
+    if not checkpoint.exists():
+        return None
+    try:
+        state = load_checkpoint(checkpoint)
+        if state["config"] == asdict(config) and state["people"] == people:
+            return state
+    except (ConfigError, KeyError, TypeError):
+        pass
+    log.warning("%s was made for another config or other people, or is unreadable: starting over", checkpoint)
+    checkpoint.unlink()
+    return None
 
 
 def run(subject_dirs: Sequence[str | Path], out: str | Path, config: TrainConfig, steps: int,

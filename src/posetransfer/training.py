@@ -27,7 +27,7 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
@@ -151,8 +151,11 @@ class Trainer:
     """Holds the models, optimisers and data of one run; ``run`` trains to the end, resuming if it can."""
 
     def __init__(
-        self, config: TrainConfig, data: SubjectData, atlas: np.ndarray, out_dir: Path, device: str
-    ) -> None:
+        self, config: TrainConfig, data: SubjectData, atlas: np.ndarray, out_dir: Path, device: str,
+        schedule: tuple[int, int] | None = None,
+    ) -> None:  # fmt: skip
+        """``schedule``: (total, warm-up) steps where the caller sets them (the renderer prior);
+        by default ``train.epochs`` of this subject's pairs, the first ``warmup_epochs`` warm-up."""
         self.config, self.data, self.out_dir = config, data, out_dir
         self.device = torch.device(device)
         seed_everything(config.seed)
@@ -180,8 +183,10 @@ class Trainer:
             )
         self.steps_per_epoch = len(pair_schedule(self.pairs, 0, config.batch_pairs, config.seed))
         self.epochs = config.epochs_for(self.steps_per_epoch)
-        self.total_steps = self.epochs * self.steps_per_epoch
-        self.warmup_steps = config.warmup_epochs * self.steps_per_epoch  # RGB branch and UV terms only
+        self.total_steps, self.warmup_steps = schedule or (  # warm-up: RGB branch and UV terms only
+            self.epochs * self.steps_per_epoch,
+            config.warmup_epochs * self.steps_per_epoch,
+        )
         out_dir.mkdir(parents=True, exist_ok=True)  # only once the data can train
         self.autocast = config.amp and self.device.type == "cuda"
         # Compiling changes speed, not results; the state dict stays the plain module's.
@@ -321,14 +326,39 @@ class Trainer:
             self._loop(checkpoint, stop_after, board)
 
     def _loop(self, checkpoint: Path, stop_after: int | None, board: TrainingLog | None) -> None:
-        config = self.config
         log_path = self.out_dir / "losses.csv"
-        total_steps = self.total_steps
-        bar = progress(range(self.step, total_steps), total_steps - self.step, "train", unit="step")
-        for step, compact in zip(bar, self.batches(), strict=True):
-            epoch = step // self.steps_per_epoch
+
+        def after_step(record: dict[str, float]) -> None:
+            epoch = (self.step - 1) // self.steps_per_epoch
+            _append_csv(log_path, {"step": self.step, "epoch": epoch, **record})
+            if self.step % self.config.sample_every == 0 or self.step == self.total_steps:
+                grid = self.write_samples()
+                if board is not None:
+                    board.image("samples", self.step, grid)
+
+        if self.optimise(self.batches(), checkpoint, self.state, stop_after, board, after_step):
+            log.info("trained %d steps (%d epochs of %d pairs)", self.total_steps, self.epochs,
+                     len(self.pairs))  # fmt: skip
+
+    def optimise(
+        self,
+        batches: Iterable[dict[str, Any]],
+        checkpoint: Path,
+        state: Callable[[], dict[str, Any]],
+        stop_after: int | None,
+        board: TrainingLog | None,
+        after_step: Callable[[dict[str, float]], None] | None = None,
+        label: str = "train",
+    ) -> bool:
+        """The steps from ``self.step`` to ``total_steps``, one compact batch each: the learning rate
+        of the schedule, a :meth:`train_step`, TensorBoard scalars, ``after_step(record)``, and
+        ``state()`` saved to ``checkpoint`` every ``checkpoint_every`` steps and at the end.
+        Returns whether it got to the end (``stop_after`` simulates a kill)."""
+        config, total = self.config, self.total_steps
+        bar = progress(range(self.step, total), total - self.step, label, unit="step")
+        for _, compact in zip(bar, batches, strict=True):
             self.renderer.train()
-            rate = learning_rate(config, step, total_steps)
+            rate = learning_rate(config, self.step, total)
             for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
                 group["lr"] = rate
             record = self.train_step(pair_to_device(compact, self.device))
@@ -336,22 +366,19 @@ class Trainer:
             bar.set_postfix(
                 {k: f"{v:.3g}" for k, v in record.items() if k in ("total", "l2", "regular_l2", "gan")}
             )
-            self.step = step + 1
-            _append_csv(log_path, {"step": self.step, "epoch": epoch, **record})
+            self.step += 1
             if board is not None:
                 speed = board.rate(self.step)
                 extra = {"train/steps_per_second": speed} if speed is not None else {}
                 board.scalars(self.step, {**{f"loss/{k}": v for k, v in record.items() if k != "lr"},
                                           "train/lr": rate, **extra})  # fmt: skip
-            if self.step % config.sample_every == 0 or self.step == total_steps:
-                grid = self.write_samples()
-                if board is not None:
-                    board.image("samples", self.step, grid)
-            if self.step % config.checkpoint_every == 0 or self.step == total_steps:
-                save_checkpoint(checkpoint, self.state())
+            if after_step is not None:
+                after_step(record)
+            if self.step % config.checkpoint_every == 0 or self.step == total:
+                save_checkpoint(checkpoint, state())
             if stop_after is not None and self.step >= stop_after:
-                return
-        log.info("trained %d steps (%d epochs of %d pairs)", total_steps, self.epochs, len(self.pairs))
+                return self.step >= total
+        return True
 
     def batches(self) -> Iterator[dict[str, Any]]:
         """The compact pair batches from ``self.step`` to the end: epoch by epoch, each epoch's order a
