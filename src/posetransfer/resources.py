@@ -123,7 +123,7 @@ def train_request(
     ``loader_workers``, ``in_memory_mb``); ``widths``: ``ngf`` and ``n_blocks``.
     """
     resolution = train["resolution"] or side
-    compact_mb = frames * resolution**2 * COMPACT_BYTES_PER_PIXEL / 2**20
+    compact_mb = compact_frames_mb(frames, resolution)
     in_memory = compact_mb if compact_mb <= train["in_memory_mb"] else 0.0
     peak_mb = TRAIN_BASE_MB + in_memory + LOADER_WORKER_MB * train["loader_workers"]
     steps = training_steps(frames, train["epochs"], train["batch_pairs"], train.get("min_steps", 0))
@@ -137,10 +137,14 @@ def prior_request(
     """``pretrain_renderer``: every person's frames in memory up to ``in_memory_mb`` in all (the prior
     shares that budget between them; no loader processes), time for ``steps`` training steps."""
     resolution = train["resolution"] or side
-    compact_mb = frames * resolution**2 * COMPACT_BYTES_PER_PIXEL / 2**20
-    peak_mb = TRAIN_BASE_MB + min(compact_mb, train["in_memory_mb"])
+    peak_mb = TRAIN_BASE_MB + min(compact_frames_mb(frames, resolution), train["in_memory_mb"])
     seconds = steps * _step_seconds(resolution, widths, train["batch_pairs"])
     return _request(peak_mb, 120 + STEP_OVERHEAD * seconds, attempt)
+
+
+def compact_frames_mb(frames: int, side: int) -> float:
+    """Training frames held in memory as stored (``COMPACT_BYTES_PER_PIXEL``), in MB."""
+    return frames * side**2 * COMPACT_BYTES_PER_PIXEL / 2**20
 
 
 def _step_seconds(resolution: int, widths: Mapping[str, int], batch_pairs: int) -> float:
@@ -152,7 +156,7 @@ def _step_seconds(resolution: int, widths: Mapping[str, int], batch_pairs: int) 
 def pretrain_request(frames: int, pixels: int, epochs: int, attempt: int = 1) -> Request:
     """``pretrain_uv``: every pretraining frame's pose and IUV, a UV-generator step per frame and epoch."""
     scale = pixels / REFERENCE_SIDE**2
-    peak_mb = TRAIN_BASE_MB + frames * scale * COMPACT_BYTES_PER_PIXEL * REFERENCE_SIDE**2 / 2**20
+    peak_mb = TRAIN_BASE_MB + compact_frames_mb(frames, REFERENCE_SIDE) * scale
     return _request(
         peak_mb, 120 + STEP_OVERHEAD * frames * epochs * GPU_MIN_SECONDS_PER_STEP * scale, attempt
     )

@@ -394,8 +394,7 @@ def _prior_request(attempt):
     from posetransfer.training import TrainConfig
 
     train = TrainConfig.from_config(config)
-    sizes = [subject_size(name) for name in pretrain_subjects()]
-    frames, pixels = sum(f for f, _ in sizes), max((p for _, p in sizes), default=0)
+    frames, pixels = _pretraining_size()
     settings = {"resolution": train.resolution, "batch_pairs": train.batch_pairs, "in_memory_mb": train.in_memory_mb}
     widths = {"ngf": train.ngf, "n_blocks": train.n_blocks}
     steps = config["pretrain"]["renderer_steps"]
@@ -403,6 +402,11 @@ def _prior_request(attempt):
 
 
 def _pretrain_request(attempt):
-    sizes = [subject_size(name) for name in pretrain_subjects()]
-    frames, pixels = sum(f for f, _ in sizes), max((p for _, p in sizes), default=0)
+    frames, pixels = _pretraining_size()
     return _resources.pretrain_request(frames, pixels, config["pretrain"]["epochs"], attempt)
+
+
+def _pretraining_size():
+    """(frames of every pretraining subject together, the largest frame's pixels)."""
+    sizes = [subject_size(name) for name in pretrain_subjects()]
+    return sum(f for f, _ in sizes), max((p for _, p in sizes), default=0)
