@@ -113,6 +113,30 @@ def test_training_time_follows_the_steps():
     assert train_request(4000, 512, train, paper).mem_mb == long.mem_mb
 
 
+# Training on the CPU, standard preset, one thread: bench/scale.py's train stage (frames, side, peak
+# MB) and bench/quality.py's runs of the whole clips at 128 px (frames, steps, minutes; README).
+MEASURED_CPU_TRAINING_MEMORY = [(30, 128, 2152), (60, 128, 2284), (60, 256, 3742)]
+MEASURED_CPU_TRAINING_TIME = [(65, 609, 42.4), (247, 660, 43.8), (289, 774, 53.5)]
+CPU_SETTINGS = {"epochs": 6, "min_steps": 600, "batch_pairs": 2, "loader_workers": 1, "in_memory_mb": 1024}
+STANDARD = {"ngf": 24, "n_blocks": 4}
+
+
+@pytest.mark.parametrize(("frames", "side", "peak_mb"), MEASURED_CPU_TRAINING_MEMORY)
+def test_cpu_training_memory_fits_its_request(frames: int, side: int, peak_mb: float):
+    train = {**CPU_SETTINGS, "resolution": side}
+    asked = train_request(frames, side, train, STANDARD, on_cpu=True)
+    assert asked.mem_mb > peak_mb
+    assert train_request(frames, side, train, STANDARD).mem_mb < asked.mem_mb  # a GPU holds activations
+
+
+@pytest.mark.parametrize(("frames", "steps", "minutes"), MEASURED_CPU_TRAINING_TIME)
+def test_cpu_training_time_fits_its_request(frames: int, steps: int, minutes: float):
+    train = {**CPU_SETTINGS, "resolution": 128}
+    assert abs(training_steps(frames, 6, 2, min_steps=600) - steps) < 10  # squats_c: one frame lost
+    assert train_request(frames, 256, train, STANDARD, on_cpu=True).runtime > minutes
+    assert train_request(frames, 256, train, STANDARD).runtime < minutes  # a GPU is far faster
+
+
 def test_prior_request_follows_its_steps_and_shares_the_memory_budget():
     train = {"resolution": 128, "batch_pairs": 2, "in_memory_mb": 1024}
     widths = {"ngf": 24, "n_blocks": 4}

@@ -96,6 +96,11 @@ COMPACT_BYTES_PER_PIXEL = (
 # networks and sides scale with their convolutions' work, down to a floor of kernel launches.
 GPU_SECONDS_PER_PAPER_STEP = 0.4
 GPU_MIN_SECONDS_PER_STEP = 0.05
+# With `device: cpu` a step's activations are in host memory and its time is the CPU's: measured
+# with bench/scale.py's train stage (standard preset, batch 2 pairs, one thread of the shared 2-core
+# machine): 2.28 GB at 128 px, 3.74 GB at 256 px; about 4 s a step at 128 px.
+CPU_ACTIVATION_BYTES = 310  # per pixel, generator channel (ngf) and image of the batch
+CPU_SECONDS_PER_PAPER_STEP = 700.0
 STEP_OVERHEAD = 1.2  # samples, checkpoints, the loss log
 
 
@@ -115,9 +120,11 @@ def training_steps(
 
 
 def train_request(
-    frames: int, side: int, train: Mapping[str, Any], widths: Mapping[str, int], attempt: int = 1
-) -> Request:
-    """``train``: host memory for the data it keeps and its loader, time for its steps on one GPU.
+    frames: int, side: int, train: Mapping[str, Any], widths: Mapping[str, int], attempt: int = 1,
+    on_cpu: bool = False,
+) -> Request:  # fmt: skip
+    """``train``: host memory for the data it keeps and its loader, time for its steps on one GPU
+    (``on_cpu``: the activations in host memory too, and the CPU's step time).
 
     ``train``: the resolved training settings (``resolution``, ``epochs``, ``min_steps``, ``batch_pairs``,
     ``loader_workers``, ``in_memory_mb``); ``widths``: ``ngf`` and ``n_blocks``.
@@ -127,18 +134,27 @@ def train_request(
     in_memory = compact_mb if compact_mb <= train["in_memory_mb"] else 0.0
     peak_mb = TRAIN_BASE_MB + in_memory + LOADER_WORKER_MB * train["loader_workers"]
     steps = training_steps(frames, train["epochs"], train["batch_pairs"], train.get("min_steps", 0))
-    seconds = steps * _step_seconds(resolution, widths, train["batch_pairs"])
-    return _request(peak_mb, 120 + STEP_OVERHEAD * seconds, attempt)
+    return _step_request(peak_mb, steps, resolution, widths, train["batch_pairs"], attempt, on_cpu)
 
 
 def prior_request(
-    frames: int, side: int, steps: int, train: Mapping[str, Any], widths: Mapping[str, int], attempt: int = 1
-) -> Request:
+    frames: int, side: int, steps: int, train: Mapping[str, Any], widths: Mapping[str, int], attempt: int = 1,
+    on_cpu: bool = False,
+) -> Request:  # fmt: skip
     """``pretrain_renderer``: every person's frames in memory up to ``in_memory_mb`` in all (the prior
     shares that budget between them; no loader processes), time for ``steps`` training steps."""
     resolution = train["resolution"] or side
     peak_mb = TRAIN_BASE_MB + min(compact_frames_mb(frames, resolution), train["in_memory_mb"])
-    seconds = steps * _step_seconds(resolution, widths, train["batch_pairs"])
+    return _step_request(peak_mb, steps, resolution, widths, train["batch_pairs"], attempt, on_cpu)
+
+
+def _step_request(peak_mb: float, steps: int, resolution: int, widths: Mapping[str, int], batch_pairs: int,
+                  attempt: int, on_cpu: bool) -> Request:  # fmt: skip
+    """A training job's request: ``peak_mb`` of data (+ the CPU's activations), ``steps`` steps."""
+    if on_cpu:  # 4 images a step: the pair's two frames, generated and real
+        images = 2 * batch_pairs
+        peak_mb += CPU_ACTIVATION_BYTES * resolution**2 * widths["ngf"] * images / 2**20
+    seconds = steps * _step_seconds(resolution, widths, batch_pairs, on_cpu)
     return _request(peak_mb, 120 + STEP_OVERHEAD * seconds, attempt)
 
 
@@ -147,9 +163,13 @@ def compact_frames_mb(frames: int, side: int) -> float:
     return frames * side**2 * COMPACT_BYTES_PER_PIXEL / 2**20
 
 
-def _step_seconds(resolution: int, widths: Mapping[str, int], batch_pairs: int) -> float:
-    """One training step on one GPU: the paper-sized step scaled by its convolutions' work."""
+def _step_seconds(
+    resolution: int, widths: Mapping[str, int], batch_pairs: int, on_cpu: bool = False
+) -> float:
+    """One training step on one GPU (or the CPU): the paper-sized step scaled by its convolutions' work."""
     work = (resolution / 512) ** 2 * (widths["ngf"] / 64) ** 2 * (widths["n_blocks"] + 8) / (9 + 8)
+    if on_cpu:
+        return CPU_SECONDS_PER_PAPER_STEP * work * batch_pairs / 2
     return max(GPU_MIN_SECONDS_PER_STEP, GPU_SECONDS_PER_PAPER_STEP * work * batch_pairs / 2)
 
 

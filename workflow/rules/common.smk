@@ -361,7 +361,12 @@ def _train_request(wildcards, attempt):
     settings = {key: getattr(train, key) for key in ("resolution", "epochs", "min_steps", "batch_pairs")}
     settings.update({key: config["train"][key] for key in ("loader_workers", "in_memory_mb")})
     widths = {"ngf": train.ngf, "n_blocks": train.n_blocks}
-    return _resources.train_request(frames, int(pixels**0.5), settings, widths, attempt)
+    return _resources.train_request(frames, int(pixels**0.5), settings, widths, attempt, on_cpu=_on_cpu())
+
+
+def _on_cpu():
+    """Training asks for the CPU's memory and time with `device: cpu`; else for the GPU it requests."""
+    return config["device"] == "cpu"
 
 
 def train_mem_mb(wildcards, attempt):
@@ -398,7 +403,7 @@ def _prior_request(attempt):
     settings = {"resolution": train.resolution, "batch_pairs": train.batch_pairs, "in_memory_mb": train.in_memory_mb}
     widths = {"ngf": train.ngf, "n_blocks": train.n_blocks}
     steps = config["pretrain"]["renderer_steps"]
-    return _resources.prior_request(frames, int(pixels**0.5), steps, settings, widths, attempt)
+    return _resources.prior_request(frames, int(pixels**0.5), steps, settings, widths, attempt, on_cpu=_on_cpu())
 
 
 def _pretrain_request(attempt):
