@@ -13,6 +13,7 @@ Per step (after ``warmup_epochs``; before, only the RGB branch, the UV terms and
               + w_feature_matching |D_k(pose, I) - D_k(pose, I*)| (pix2pixHD; needs no download)
               + w_temporal conf * |I_t - warp(I_t-1)|            (Eq. 5)
               + w_uv (CE on parts + L1 on UV against the IUV)    (Eq. 6, keeps G_uv anchored)
+              + w_residual |D2G-Net's residual|                  (off by default)
   discriminator: LSGAN on (pose, real) against (pose, generated)
 
 The learning rate decays linearly to zero over the second half (pix2pixHD); an exponential moving
@@ -266,6 +267,8 @@ class Trainer:
                 terms.update(self._supervised(image, real))
             regular = self._supervised(out["rgb_branch"].float(), real)
             terms.update({f"regular_{k}": config.w_regular * v for k, v in regular.items()})
+            if full and config.w_residual > 0 and "residual" in out:  # D2G-Net's detail, kept small
+                terms["residual"] = config.w_residual * out["residual"].float().abs().mean()
         if "logits" in out and config.w_uv > 0:
             logits, uv = out["logits"].float(), out["uv"].float()  # the target: dataset.uv_target_iuv
             uv_terms = losses.uv_pretrain_loss(logits, uv, both["target_parts"], both["target_uv"])

@@ -45,6 +45,7 @@ LOSS_ABLATIONS: dict[str, dict[str, Any]] = {
     "no_feature_matching": {"w_feature_matching": 0.0},
     "no_ema": {"ema": 0.0},
     "no_lr_decay": {"lr_decay": False},
+    "residual_penalty": {"w_residual": 20.0},  # the other way round: a setting added (losses.residual)
 }
 PRESETS: dict[str, dict[str, Any]] = {
     # A CPU-sized run that shows the whole method working in about a minute.
@@ -119,6 +120,7 @@ class TrainConfig:
     w_feature_matching: float = 10.0
     w_temporal: float = 100.0
     w_uv: float = 1.0
+    w_residual: float = 0.0
     perceptual_weights: str | None = "auto"
     checkpoint_every: int = 50
     sample_every: int = 50
@@ -179,10 +181,9 @@ class TrainConfig:
         weights = {"l2": self.w_l2, "perceptual (VGG19)": self.w_perceptual if vgg else 0.0,
                    "ms-ssim": self.w_ssim, "gan": self.w_gan, "feature matching": self.w_feature_matching,
                    "temporal": self.w_temporal, "uv": self.w_uv}  # fmt: skip
-        if self.variant in ("no_d2g", "pose_to_image"):
-            weights["regular"] = 0.0
-        else:
-            weights["regular"] = self.w_regular
+        with_d2g = self.variant not in ("no_d2g", "pose_to_image")
+        weights["regular"] = self.w_regular if with_d2g else 0.0
+        weights["d2g residual"] = self.w_residual if with_d2g and self.d2g_residual else 0.0
         return [name for name, weight in weights.items() if weight > 0]
 
 
@@ -243,6 +244,7 @@ class Renderer(torch.nn.Module):
         if use_d2g and self.variant != "no_d2g":
             foreground = self.d2g(mapped, pose)  # Eq. 2
             if self.d2g_residual:
+                out["residual"] = foreground
                 foreground = (mapped[:, :3] + foreground).clamp(-1, 1)
             out["image"] = composite(foreground, background, p_background)  # Eq. 3
         return out
