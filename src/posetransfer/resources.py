@@ -27,7 +27,9 @@ MIN_MB, MIN_MINUTES = 1000, 10
 @dataclass(frozen=True)
 class Cost:
     """A stage's measured peak memory (MB) and seconds: fixed, per frame of 256 x 256 px (scaled by
-    the frame's pixels), and per frame whatever its size (work on keypoints and meshes)."""
+    the frame's pixels), per frame whatever its size (work on keypoints and meshes), and, for
+    memory, per frame size alone (``mb_per_size``: the buffers of a stage that streams, for a frame
+    of 256 x 256 px, whatever the video's length)."""
 
     base_mb: float
     mb_per_frame: float
@@ -35,22 +37,24 @@ class Cost:
     s_per_frame: float
     mb_per_frame_any_size: float = 0.0
     s_per_frame_any_size: float = 0.0
+    mb_per_size: float = 0.0
 
 
 # Measured (see the module docstring; tests/test_resources.py lists every measurement): 60 frames
 # of juggler_a.mp4, the 96-frame synthetic subject (640 x 480 video) and its driving video, the
-# whole real clips (65-289 frames) and a 300-frame loop of juggler_a.mp4, all at 256 px. Stages
-# that stream have a small per-frame memory (background keeps one band of every frame); the body
-# fit optimises all frames at once, so its memory grows with them whatever the frame size.
+# whole real clips (65-289 frames) at 256 px, and bench/scale.py's loops of juggler_a.mp4 to 300,
+# 1,000 and 3,000 frames at 256 and 512 px. The preprocessing stages stream: their peak does not
+# grow with the frames (background keeps one band of rows of every frame, at most 128 MB), only
+# with the frame's size. The body fit optimises all frames at once, with a few kB of each.
 COSTS: dict[str, Cost] = {
-    "frames": Cost(330, 0.05, 30, 0.8),
-    "pose2d": Cost(330, 0.2, 30, 0.8),
-    "masks": Cost(300, 0.3, 30, 0.6),
-    "flow": Cost(160, 0.05, 20, 1.5),
-    "background": Cost(150, 1.1, 10, 0.15),
-    "body3d": Cost(700, 0.0, 60, 0.0, mb_per_frame_any_size=6.0, s_per_frame_any_size=3.0),
-    "labels3d": Cost(950, 0.5, 60, 1.8),
-    "texture": Cost(200, 0.3, 15, 0.3),
+    "frames": Cost(310, 0.0, 30, 0.8, mb_per_size=12),
+    "pose2d": Cost(290, 0.0, 30, 0.8, mb_per_size=30),
+    "masks": Cost(370, 0.0, 30, 0.6, mb_per_size=15),
+    "flow": Cost(145, 0.0, 20, 1.5, mb_per_size=12),
+    "background": Cost(380, 0.0, 10, 0.15, mb_per_size=15),
+    "body3d": Cost(1100, 0.0, 60, 0.0, mb_per_frame_any_size=0.4, s_per_frame_any_size=3.0),
+    "labels3d": Cost(1050, 0.0, 60, 1.8, mb_per_size=15),
+    "texture": Cost(130, 0.0, 15, 0.3, mb_per_size=110),
     "synthesize": Cost(1100, 0.5, 60, 1.5),
     "truth_labels": Cost(950, 0.5, 30, 1.0),
     "evaluate": Cost(1500, 0.0, 60, 1.0),
@@ -72,7 +76,8 @@ def request(rule: str, frames: int, pixels: int, attempt: int = 1) -> Request:
     """
     cost = COSTS[rule]
     pixels = pixels / REFERENCE_SIDE**2
-    peak_mb = cost.base_mb + frames * (cost.mb_per_frame * pixels + cost.mb_per_frame_any_size)
+    peak_mb = cost.base_mb + cost.mb_per_size * pixels
+    peak_mb += frames * (cost.mb_per_frame * pixels + cost.mb_per_frame_any_size)
     seconds = cost.base_s + frames * (cost.s_per_frame * pixels + cost.s_per_frame_any_size)
     return _request(peak_mb, seconds, attempt)
 
