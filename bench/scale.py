@@ -209,7 +209,11 @@ def run_subject(
         if count > frames:
             raise SystemExit(f"--source {args.source} has {frames} frames, fewer than {count}")
         for kind in CACHES:
-            if not (folder / f"{kind}.h5").exists():
+            if (folder / f"{kind}.h5").exists():
+                continue
+            if count == frames:  # all of it: the source's own file
+                (folder / f"{kind}.h5").symlink_to((args.source / f"{kind}.h5").resolve())
+            else:
                 prefix_cache(args.source / f"{kind}.h5", folder / f"{kind}.h5", kind, frames, count)
     if args.fit is not None:  # an earlier short fit stands in for body3d
         repeated_fit(args.fit, folder / "body3d.h5", count, size)
