@@ -11,7 +11,7 @@ Three steps, one function each:
    lands at the same fraction of the target's range; horizontally its mid-hip is moved by the
    difference of the two videos' median mid-hip positions. Videos that never show an ankle and the
    nose use the neck to mid-hip distance instead.
-2. ``posed_target``: the target's fitted body shape with the driving fit's bone rotations and root
+2. ``TargetPoser``: the target's fitted body shape with the driving fit's bone rotations and root
    orientation, moved per frame by the translation that best projects its joints onto the
    normalised skeleton in the target's camera (a linear least-squares problem for a pinhole),
    then rasterised into the 3D label and IUV by the labels3d stage's own writer.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 NOSE, NECK, MID_HIP, ANKLES = 0, 1, 8, (11, 14)
 BACKGROUND_CHOICES = ("target", "driving")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+CHUNK = 32  # frames posed, rendered and written at a time: memory stays flat in the video's length
 
 
 @dataclass(frozen=True)
@@ -190,65 +192,84 @@ def place_on_skeleton(
     return offsets
 
 
-def posed_target(
-    target_body3d: str | Path,
-    driving_body3d: str | Path,
-    keypoints: np.ndarray,
-    min_confidence: float,
-    anny_cache: str | Path,
-    batch: int = 32,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices (N, V, 3) of the target's body in each driving pose, in the target's camera; fitted flags."""
-    from posetransfer.synthetic.body import _import_anny
+class TargetPoser:
+    """The target's fitted body in each driving pose, in the target's camera, a few frames at a time:
+    its shape with the driving fit's bone rotations, moved onto the normalised skeleton."""
 
-    with cache.open_cache(target_body3d, "body3d") as target:
-        phenotype, K = target.read("phenotype"), np.asarray(target.attrs["camera_K"])
-        backend = target.attrs.get("backend", "anny")
-    with cache.open_cache(driving_body3d, "body3d") as driving:
-        deltas, fitted = driving.read("deltas"), driving.read("fitted")
-    if backend != "anny":
-        raise ConfigError(f"body3d.backend: transfer supports the anny backend, {target_body3d} is {backend}")
-    if len(deltas) != len(keypoints):
-        raise ConfigError(f"{driving_body3d} has {len(deltas)} frames, its pose2d has {len(keypoints)}")
-    anny = _import_anny(Path(anny_cache))
-    model = anny.Anny()
-    regressor = anny.KeypointsRegressor.coco(model)
-    dtype = model.dtype
-    vertices, joints = [], []
-    with torch.no_grad():
-        shape = torch.as_tensor(phenotype, dtype=dtype)
-        for start in progress(range(0, len(deltas), batch), -(-len(deltas) // batch), "pose target body"):
-            chunk = torch.as_tensor(deltas[start : start + batch], dtype=dtype)
-            output = pose_body(model, regressor, shape, chunk)
-            vertices.append(output["vertices"].numpy())
-            joints.append(output["keypoints"].numpy())
-    vertices, joints = np.concatenate(vertices).astype(np.float64), np.concatenate(joints).astype(np.float64)
-    coco, weights = to_coco23(keypoints, min_confidence)
-    offsets = place_on_skeleton(joints, coco, weights * fitted[:, None], K)
-    return (vertices + offsets[:, None]).astype(np.float32), fitted
+    def __init__(
+        self,
+        target_body3d: str | Path,
+        driving_body3d: str | Path,
+        keypoints: np.ndarray,
+        min_confidence: float,
+        anny_cache: str | Path,
+    ) -> None:
+        from posetransfer.synthetic.body import _import_anny
+
+        with cache.open_cache(target_body3d, "body3d") as target:
+            self.phenotype, self.K = target.read("phenotype"), np.asarray(target.attrs["camera_K"])
+            backend = target.attrs.get("backend", "anny")
+        with cache.open_cache(driving_body3d, "body3d") as driving:
+            self.deltas, self.fitted = driving.read("deltas"), driving.read("fitted")
+        if backend != "anny":
+            raise ConfigError(
+                f"body3d.backend: transfer supports the anny backend, {target_body3d} is {backend}"
+            )
+        if len(self.deltas) != len(keypoints):
+            raise ConfigError(
+                f"{driving_body3d} has {len(self.deltas)} frames, its pose2d has {len(keypoints)}"
+            )
+        anny = _import_anny(Path(anny_cache))
+        self.model = anny.Anny()
+        self.regressor = anny.KeypointsRegressor.coco(self.model)
+        self.coco, weights = to_coco23(keypoints, min_confidence)
+        self.weights = weights * self.fitted[:, None]
+
+    def __len__(self) -> int:
+        return len(self.deltas)
+
+    @torch.no_grad()
+    def vertices(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start, V, 3) float32 vertices of frames ``start`` to ``stop``."""
+        dtype = self.model.dtype
+        shape = torch.as_tensor(self.phenotype, dtype=dtype)
+        output = pose_body(
+            self.model, self.regressor, shape, torch.as_tensor(self.deltas[start:stop], dtype=dtype)
+        )
+        vertices = output["vertices"].numpy().astype(np.float64)
+        joints = output["keypoints"].numpy().astype(np.float64)
+        offsets = place_on_skeleton(joints, self.coco[start:stop], self.weights[start:stop], self.K)
+        return (vertices + offsets[:, None]).astype(np.float32)
+
+    def poses(self, batch: int = 32) -> Iterator[np.ndarray | None]:
+        """Each frame's vertices in order (None where the driving fit has none), ``batch`` posed at once."""
+        for start in range(0, len(self), batch):
+            for index, vertices in enumerate(self.vertices(start, min(start + batch, len(self))), start):
+                yield vertices if self.fitted[index] else None
 
 
 def write_transfer_labels(
     out: str | Path,
-    vertices: np.ndarray,
-    fitted: np.ndarray,
+    poser: TargetPoser,
     target_body3d: str | Path,
     anny_cache: str | Path,
     preview_png: str | Path,
 ) -> None:
-    """A labels3d cache (3D label, IUV, mask) of the posed target, by the labels3d stage's writer."""
+    """A labels3d cache (3D label, IUV, mask) of the posed target, by the labels3d stage's writer;
+    the frames are posed and rasterised as they are written."""
     with cache.open_cache(target_body3d, "body3d") as target:
         faces, K = target.read("faces"), np.asarray(target.attrs["camera_K"])
         resolution, source_sha256 = int(target.attrs["resolution"]), target.attrs["source_sha256"]
+    fitted = poser.fitted
     first = int(np.flatnonzero(fitted)[0]) if fitted.any() else 0
-    rasterizer = Rasterizer(faces, vertices.shape[1], device="cpu", reference_vertices=vertices[first])
+    reference = poser.vertices(first, first + 1)[0]
+    rasterizer = Rasterizer(faces, len(reference), device="cpu", reference_vertices=reference)
     draw = partial(
         labels3d.render_labels, rasterizer, faces=faces, camera=crop_camera(K, resolution),
         charts=iuv.anny_charts(anny_cache),
     )  # fmt: skip
-    poses = [vertices[index] if fitted[index] else None for index in range(len(vertices))]
     section = {"laplacian": "cotangent", "scale": labels3d.LAPLACIAN_SCALE, "posed": "transfer"}
-    labels3d.write_labels(out, section, source_sha256, resolution, poses, draw, fitted, "3D labels")
+    labels3d.write_labels(out, section, source_sha256, resolution, poser.poses(), draw, fitted, "3D labels")
     labels3d.write_preview(out, preview_png)
 
 
@@ -320,40 +341,45 @@ def side_by_side(driving: np.ndarray, skeleton: np.ndarray, result: np.ndarray) 
         )
 
 
-def pasted_back(result: np.ndarray, target_video: str | Path, crop_box: np.ndarray) -> Iterator[np.ndarray]:
-    """The rendered crops placed into the target's original frames (which repeat if fewer).
+def looped_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """The frames of a video, again and again (the target's original frames repeat if fewer)."""
+    while True:
+        count = 0
+        for image in video.read_frames(path):
+            count += 1
+            yield image
+        if count == 0:
+            raise NoPersonError("the target's video has no frames to paste into", path)
+
+
+def paste_back(ours: np.ndarray, original: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
+    """A rendered crop placed into the target's original frame.
 
     The crop holds the person in every frame of the target's video, so outside it the original
-    frames show only the scene.
+    frame shows only the scene.
     """
     x0, y0, side = (round(float(v)) for v in crop_box)
-
-    def originals() -> Iterator[np.ndarray]:
-        while True:
-            count = 0
-            for image in video.read_frames(target_video):
-                count += 1
-                yield image
-            if count == 0:
-                raise NoPersonError("the target's video has no frames to paste into", target_video)
-
-    for ours, original in zip(result, originals(), strict=False):  # originals never end
-        frame = original.copy()
-        crop = cv2.resize(ours, (side, side), interpolation=cv2.INTER_CUBIC)
-        height, width = frame.shape[:2]
-        top, left, bottom, right = max(y0, 0), max(x0, 0), min(y0 + side, height), min(x0 + side, width)
-        if bottom > top and right > left:
-            frame[top:bottom, left:right] = crop[top - y0 : bottom - y0, left - x0 : right - x0]
-        yield frame
+    frame = original.copy()
+    crop = cv2.resize(ours, (side, side), interpolation=cv2.INTER_CUBIC)
+    height, width = frame.shape[:2]
+    top, left, bottom, right = max(y0, 0), max(x0, 0), min(y0 + side, height), min(x0 + side, width)
+    if bottom > top and right > left:
+        frame[top:bottom, left:right] = crop[top - y0 : bottom - y0, left - x0 : right - x0]
+    return frame
 
 
-def transfer_fid(result: np.ndarray, target_frames: np.ndarray, weights: str | None) -> dict[str, Any]:
-    """FID of the transferred frames against the target's real frames, or why it is unavailable."""
+def fid_features(weights: str | None) -> tuple[metrics.InceptionFeatures | None, str | None]:
+    """The InceptionV3 features for the transfer's FID, or None and why it is unavailable."""
     path, reason = metrics.resolve_inception_weights(weights)
-    if path is None:
-        return {"fid": None, "fid_unavailable": reason}
-    features = metrics.InceptionFeatures(path)
-    return {"fid": metrics.fid(features(result), features(target_frames)), "fid_unavailable": None}
+    return (metrics.InceptionFeatures(path), None) if path is not None else (None, reason)
+
+
+def frames_features(features: metrics.InceptionFeatures, frames_h5: Path, resolution: int) -> np.ndarray:
+    """Inception features of a frames cache's frames at ``resolution``, read a chunk at a time."""
+    with cache.open_cache(frames_h5, "frames") as frames:
+        count = len(frames.dataset("frames"))
+        chunks = (frames.read("frames", slice(start, start + CHUNK)) for start in range(0, count, CHUNK))
+        return np.concatenate([features(resize_images(chunk, resolution)) for chunk in chunks])
 
 
 def run(
@@ -382,13 +408,11 @@ def run(
     with cache.open_cache(target_dir / "pose2d.h5", "pose2d") as pose:
         target_keypoints, target_valid = pose.read("keypoints"), pose.read("valid")
     with cache.open_cache(driving_dir / "frames.h5", "frames") as frames:
-        driving_frames, fps = frames.read("frames"), float(frames.attrs["fps"])
+        driving_side, fps = frames.dataset("frames").shape[1], float(frames.attrs["fps"])
     with cache.open_cache(target_dir / "frames.h5", "frames") as frames:
-        target_frames, crop_box = frames.read("frames"), np.asarray(frames.attrs["crop_box"])
-    resolution = target_frames.shape[1]
-    if driving_frames.shape[1] != resolution:  # both at the target's frame resolution
-        keypoints = keypoints * np.array([resolution / driving_frames.shape[1]] * 2 + [1.0], np.float32)
-        driving_frames = resize_images(driving_frames, resolution)
+        resolution, crop_box = frames.dataset("frames").shape[1], np.asarray(frames.attrs["crop_box"])
+    if driving_side != resolution:  # both at the target's frame resolution
+        keypoints = keypoints * np.array([resolution / driving_side] * 2 + [1.0], np.float32)
     if not valid.any():
         raise NoPersonError("no driving frame shows a person", driving_dir / "pose2d.h5")
     if params.normalise:
@@ -397,40 +421,63 @@ def run(
         )
     keypoints = np.where(valid[:, None, None], keypoints, 0.0).astype(np.float32)
     renderer, meta = render.load(model_path, device, compile=params.compile)  # before anything is written
-    vertices, fitted = posed_target(
+    if pasted_video is not None and target_video is None:
+        raise ConfigError("transfer.paste_back: the target's original video is needed to paste into")
+    poser = TargetPoser(
         target_dir / "body3d.h5", driving_dir / "body3d.h5", keypoints, pose_params.min_confidence, anny_cache
     )
-    write_transfer_labels(labels_h5, vertices, fitted, target_dir / "body3d.h5", anny_cache, labels_png)
-    with cache.open_cache(labels_h5, "labels3d") as labels:
-        laplacian = labels.read("laplacian")
-    skeletons = np.stack([skeleton_image(k, resolution, pose_params) for k in keypoints])
+    write_transfer_labels(labels_h5, poser, target_dir / "body3d.h5", anny_cache, labels_png)
     model_resolution = int(meta["resolution"])
     backdrop = backdrops(params.background, driving_dir, len(keypoints), model_resolution)
-    started = time.perf_counter()
-    labels = pose_label(skeletons, laplacian, model_resolution)
-    body = render.body_iuv(labels_h5, model_resolution)  # the target's body in the driving poses
-    result = render_frames(renderer, labels, backdrop, device=device, body=body)
-    ms_per_frame = 1000 * (time.perf_counter() - started) / len(result)
-    video.write_h264(out_video, side_by_side(driving_frames, skeletons, result), fps=fps, crf=20)
-    if pasted_video is not None:
-        if target_video is None:
-            raise ConfigError("transfer.paste_back: the target's original video is needed to paste into")
-        video.write_h264(pasted_video, pasted_back(result, target_video, crop_box), fps=fps, crf=20)
+    features, fid_unavailable = fid_features(inception_weights)
+    result_features, seconds = [], 0.0
+    with ExitStack() as stack:
+        labels = stack.enter_context(cache.open_cache(labels_h5, "labels3d"))
+        driving = stack.enter_context(cache.open_cache(driving_dir / "frames.h5", "frames"))
+        videos = [stack.enter_context(video.H264Writer(out_video, fps, crf=20))]
+        if pasted_video is not None:
+            videos.append(stack.enter_context(video.H264Writer(pasted_video, fps, crf=20)))
+            originals = looped_frames(target_video)
+        chunks = range(0, len(keypoints), CHUNK)
+        for start in progress(chunks, len(chunks), "render", unit="chunk"):
+            frames = slice(start, start + CHUNK)
+            skeletons = np.stack([skeleton_image(k, resolution, pose_params) for k in keypoints[frames]])
+            started = time.perf_counter()
+            label = pose_label(skeletons, labels.read("laplacian", frames), model_resolution)
+            # The target's body in the driving poses, for the body prior's UV generator.
+            body = resize_images(labels.read("iuv", frames), model_resolution, nearest=True)
+            scene = backdrop if backdrop is None or len(backdrop) == 1 else backdrop[frames]
+            result = render_frames(renderer, label, scene, device=device, body=body)
+            seconds += time.perf_counter() - started
+            driven = resize_images(driving.read("frames", frames), resolution)
+            for frame in side_by_side(driven, skeletons, result):
+                videos[0].write(frame)
+            if pasted_video is not None:
+                for ours in result:
+                    videos[1].write(paste_back(ours, next(originals), crop_box))
+            if features is not None:
+                result_features.append(features(result))
+    fid = None
+    if features is not None:
+        target_features = frames_features(features, target_dir / "frames.h5", model_resolution)
+        fid = metrics.fid(np.concatenate(result_features), target_features)
+    ms_per_frame = 1000 * seconds / len(keypoints)
     summary = {
         "driving": driving_dir.name,
         "target": target_dir.name,
-        "frames": len(result),
+        "frames": len(keypoints),
         "fps": fps,
         "resolution": model_resolution,
         "driving_frames_with_person": int(valid.sum()),
-        "driving_frames_fitted": int(fitted.sum()),
+        "driving_frames_fitted": int(poser.fitted.sum()),
         "render_ms_per_frame": ms_per_frame,
         "background": params.background,
         "normalised": params.normalise,
-        **transfer_fid(result, resize_images(target_frames, model_resolution), inception_weights),
+        "fid": fid,
+        "fid_unavailable": fid_unavailable,
     }
     outputs.write_json(out_json, summary)
-    log.info("wrote %s: %d frames at %.2f fps, %.1f ms/frame", out_video, len(result), fps, ms_per_frame)
+    log.info("wrote %s: %d frames at %.2f fps, %.1f ms/frame", out_video, len(keypoints), fps, ms_per_frame)
     return summary
 
 

@@ -153,32 +153,54 @@ def write_h264(
     Written to a temporary name and renamed, so a failed write leaves nothing behind. Odd
     sizes are padded by one pixel, since yuv420p needs even width and height.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.mp4")
-    count = 0
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.pix_fmt = "yuv420p"
-            # Fixed threads and no timestamps in metadata keep output reproducible.
-            stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
-            stream.codec_context.thread_count = 1
-            container.metadata["encoder"] = "posetransfer"
-            for image in frames:
-                image = _even(np.asarray(image, dtype=np.uint8))
-                if count == 0:
-                    stream.height, stream.width = image.shape[:2]
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                container.mux(stream.encode(frame))
-                count += 1
-            if count == 0:
-                raise ValueError(f"{path}: no frames to write")
-            container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return count
+    with H264Writer(path, fps, crf) as writer:
+        for image in frames:
+            writer.write(image)
+    return writer.count
+
+
+class H264Writer:
+    """:func:`write_h264` frame by frame, for a producer that feeds several videos at once.
+
+    Use as a context manager: the file appears under its name when the block ends without an
+    exception (and with at least one frame); otherwise nothing is left behind.
+    """
+
+    def __init__(self, path: str | Path, fps: float, crf: int = 23) -> None:
+        self.path, self.fps, self.crf, self.count = Path(path), fps, crf, 0
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.mp4")
+
+    def __enter__(self) -> H264Writer:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        self._stream.pix_fmt = "yuv420p"
+        # Fixed threads and no timestamps in metadata keep output reproducible.
+        self._stream.options = {"crf": str(self.crf), "preset": "medium", "threads": "1"}
+        self._stream.codec_context.thread_count = 1
+        self._container.metadata["encoder"] = "posetransfer"
+        return self
+
+    def write(self, image: np.ndarray) -> None:
+        image = _even(np.asarray(image, dtype=np.uint8))
+        if self.count == 0:
+            self._stream.height, self._stream.width = image.shape[:2]
+        self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        self.count += 1
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            try:
+                if exc_type is None:
+                    if self.count == 0:
+                        raise ValueError(f"{self.path}: no frames to write")
+                    self._container.mux(self._stream.encode(None))
+            finally:
+                self._container.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            self._tmp.unlink(missing_ok=True)
 
 
 def _even(image: np.ndarray) -> np.ndarray:
