@@ -14,7 +14,8 @@ The body fit (about 2 s a frame on the CPU) runs on the first ``--fit-frames`` f
 its row says so; labels3d and texture then read that fit repeated to the full length, which
 costs them what a real fit of that length would.
 
-``train`` runs a few full training steps (the standard preset's networks at the frames' size, no
+``transfer`` makes the ``--model`` subject perform the long subject's motion (it is the driving
+video). ``train`` runs a few full training steps (the standard preset's networks at the frames' size, no
 warm-up, the workflow's streaming loader) on the subject's caches. ``--source DIR`` takes the
 caches of a longer run (its first N frames of every cache) instead of running the stages again,
 so training can be measured at every length from one long preprocessing run.
@@ -36,8 +37,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "juggler_a.mp4"
-STAGES = ("frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture", "train")
-CACHES = ("frames", "pose2d", "masks", "flow", "background", "labels3d", "texture")
+STAGES = ("frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture", "train",
+          "transfer")  # fmt: skip
+CACHES = ("frames", "pose2d", "masks", "flow", "background", "body3d", "labels3d", "texture")
 
 
 def looped_video(source: Path, count: int, out: Path) -> Path:
@@ -65,7 +67,9 @@ def looped_video(source: Path, count: int, out: Path) -> Path:
     return out
 
 
-def stage_command(stage: str, folder: Path, video: Path, size: int, anny: Path, steps: int) -> list[str]:
+def stage_command(
+    stage: str, folder: Path, video: Path, size: int, anny: Path, steps: int, model: Path | None
+) -> list[str]:
     """The CLI call of ``stage`` for the subject in ``folder`` (what the workflow's rule runs)."""
     f = folder
     args = {
@@ -81,6 +85,8 @@ def stage_command(stage: str, folder: Path, video: Path, size: int, anny: Path, 
                      "--anny-cache", anny],
         "texture": [f / "frames.h5", f / "labels3d.h5", f / "texture.h5", "--preview", f / "texture.png"],
         "train": [f, f / "train", size, steps],
+        "transfer": ["--model", model, "--driving-dir", f, "--out", f / "transfer" / "video.mp4",
+                     "--device", "cpu"],
     }[stage]  # fmt: skip
     if stage == "train":
         return [sys.executable, "-c", _TRAIN, *map(str, args)]
@@ -222,7 +228,7 @@ def run_subject(
             (folder / "fit").mkdir(exist_ok=True)
             first_rows(folder / "frames.h5", folder / "fit" / "frames.h5", "frames", args.fit_frames)
             first_rows(folder / "pose2d.h5", folder / "fit" / "pose2d.h5", "pose2d", args.fit_frames)
-        command = stage_command(stage, folder, video, size, args.anny_cache, args.train_steps)
+        command = stage_command(stage, folder, video, size, args.anny_cache, args.train_steps, args.model)
         results[stage] = measure(command, folder / f"{stage}.log")
         if stage == "body3d":
             repeated_fit(folder / "fit" / "body3d.h5", folder / "body3d.h5", count, size)
@@ -249,6 +255,9 @@ def main() -> None:
         "--source", type=Path, default=None, help="a longer run's subject folder: prefixes of its caches"
     )
     parser.add_argument("--train-steps", type=int, default=3, help="training steps the train stage makes")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="a trained model (results/NAME/model) for the transfer stage"
+    )
     parser.add_argument("--anny-cache", type=Path, default=REPO / "results" / ".anny")
     parser.add_argument(
         "--work", type=Path, default=None, help="folder for videos and caches (default: temp)"
@@ -257,6 +266,8 @@ def main() -> None:
     if not args.video.is_file():
         raise SystemExit(f"no video at {args.video}: give one with --video")
     stages = [s for s in STAGES if s in args.stages and not (s == "body3d" and args.fit)]  # workflow order
+    if "transfer" in stages and args.model is None:
+        raise SystemExit("the transfer stage needs --model: a trained model's folder beside its caches")
     needs_fit = {"labels3d", "texture"} & set(stages) and "body3d" not in stages and args.fit is None
     work = args.work or Path(tempfile.mkdtemp(prefix="scale-"))
     print(f"cores: {os.cpu_count()}, video: {args.video.name} looped, work: {work}", flush=True)
