@@ -69,7 +69,56 @@ MEASURED = [
     ("texture", 300, SIDE, 222, 22),
     ("frames", 1000, SIDE, 311, 191),
     ("pose2d", 1000, SIDE, 449, 270),
+    # bench/scale.py, every stage streaming (README, "Long videos"): 256 and 512 px, up to 3,000 frames.
+    ("pose2d", 300, SIDE, 291, 120),
+    ("masks", 300, SIDE, 345, 121),
+    ("flow", 300, SIDE, 154, 253),
+    ("background", 300, SIDE, 346, 7),
+    ("labels3d", 300, SIDE, 1076, 175),
+    ("texture", 300, SIDE, 222, 17),
+    ("pose2d", 1000, SIDE, 295, 245),
+    ("masks", 1000, SIDE, 387, 98),
+    ("flow", 1000, SIDE, 153, 452),
+    ("background", 1000, SIDE, 378, 16),
+    ("labels3d", 1000, SIDE, 1064, 327),
+    ("texture", 1000, SIDE, 238, 24),
+    ("frames", 3000, SIDE, 331, 458),
+    ("pose2d", 3000, SIDE, 297, 215),
+    ("masks", 3000, SIDE, 382, 258),
+    ("background", 3000, SIDE, 380, 60),
+    ("labels3d", 3000, SIDE, 1063, 347),
+    ("texture", 3000, SIDE, 238, 13),
+    ("frames", 300, 4 * SIDE, 343, 79),
+    ("pose2d", 300, 4 * SIDE, 373, 83),
+    ("masks", 300, 4 * SIDE, 411, 54),
+    ("flow", 300, 4 * SIDE, 185, 343),
+    ("background", 300, 4 * SIDE, 374, 22),
+    ("labels3d", 300, 4 * SIDE, 1094, 233),
+    ("texture", 300, 4 * SIDE, 550, 37),
+    ("frames", 1000, 4 * SIDE, 337, 236),
+    ("pose2d", 1000, 4 * SIDE, 375, 153),
+    ("masks", 1000, 4 * SIDE, 416, 156),
+    ("background", 1000, 4 * SIDE, 397, 77),
+    ("labels3d", 1000, 4 * SIDE, 1094, 212),
+    ("texture", 1000, 4 * SIDE, 556, 28),
+    ("frames", 3000, 4 * SIDE, 351, 404),
+    ("pose2d", 3000, 4 * SIDE, 374, 134),
+    ("masks", 3000, 4 * SIDE, 418, 136),
+    ("flow", 3000, 4 * SIDE, 187, 1021),
+    ("background", 3000, 4 * SIDE, 398, 131),
+    ("labels3d", 3000, 4 * SIDE, 1075, 483),
+    ("texture", 3000, 4 * SIDE, 556, 87),
 ]
+
+
+@pytest.mark.parametrize("rule", ["frames", "pose2d", "masks", "flow", "background", "labels3d", "texture"])
+def test_streamed_stages_ask_for_what_they_use_at_any_length(rule: str):
+    """The request of a stage that streams stays near its measured peak: within 2 x its largest peak
+    (and SLURM's 1000 MB floor) from 300 to 3,000 frames at 512 px, not the tens of GB of per-frame
+    constants."""
+    peaks = [peak for name, _, pixels, peak, _ in MEASURED if name == rule and pixels == 4 * SIDE]
+    for frames in (300, 1000, 3000):
+        assert request(rule, frames, 4 * SIDE).mem_mb <= max(resources.MIN_MB, 2 * max(peaks))
 
 
 @pytest.mark.parametrize(("rule", "frames", "pixels", "peak_mb", "seconds"), MEASURED)

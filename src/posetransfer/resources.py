@@ -45,16 +45,17 @@ class Cost:
 # whole real clips (65-289 frames) at 256 px, and bench/scale.py's loops of juggler_a.mp4 to 300,
 # 1,000 and 3,000 frames at 256 and 512 px. The preprocessing stages stream: their peak does not
 # grow with the frames (background keeps one band of rows of every frame, at most 128 MB), only
-# with the frame's size. The body fit optimises all frames at once, with a few kB of each.
+# with the frame's size. The body fit optimises all frames at once, with a few kB of each. Frames,
+# pose2d and masks work on the source video or a model's own input size: their time is per frame.
 COSTS: dict[str, Cost] = {
-    "frames": Cost(310, 0.0, 30, 0.8, mb_per_size=12),
-    "pose2d": Cost(290, 0.0, 30, 0.8, mb_per_size=30),
-    "masks": Cost(370, 0.0, 30, 0.6, mb_per_size=15),
-    "flow": Cost(145, 0.0, 20, 1.5, mb_per_size=12),
-    "background": Cost(380, 0.0, 10, 0.15, mb_per_size=15),
+    "frames": Cost(310, 0.0, 30, 0.0, s_per_frame_any_size=0.2, mb_per_size=12),
+    "pose2d": Cost(290, 0.0, 30, 0.0, s_per_frame_any_size=0.2, mb_per_size=30),
+    "masks": Cost(370, 0.0, 30, 0.0, s_per_frame_any_size=0.2, mb_per_size=15),
+    "flow": Cost(145, 0.0, 90, 0.25, mb_per_size=12),
+    "background": Cost(380, 0.0, 10, 0.03, mb_per_size=15),
     "body3d": Cost(1100, 0.0, 60, 0.0, mb_per_frame_any_size=0.4, s_per_frame_any_size=3.0),
-    "labels3d": Cost(1050, 0.0, 60, 1.8, mb_per_size=15),
-    "texture": Cost(130, 0.0, 15, 0.3, mb_per_size=110),
+    "labels3d": Cost(1050, 0.0, 60, 0.1, s_per_frame_any_size=0.1, mb_per_size=15),
+    "texture": Cost(130, 0.0, 15, 0.03, mb_per_size=110),
     "synthesize": Cost(1100, 0.5, 60, 1.5),
     "truth_labels": Cost(950, 0.5, 30, 1.0),
     "evaluate": Cost(1500, 0.0, 60, 1.0),
