@@ -53,7 +53,7 @@ COSTS: dict[str, Cost] = {
     "masks": Cost(370, 0.0, 30, 0.0, s_per_frame_any_size=0.2, mb_per_size=15),
     "flow": Cost(145, 0.0, 90, 0.25, mb_per_size=12),
     "background": Cost(380, 0.0, 10, 0.03, mb_per_size=15),
-    "body3d": Cost(1100, 0.0, 60, 0.0, mb_per_frame_any_size=0.4, s_per_frame_any_size=3.0),
+    "body3d": Cost(1150, 0.0, 60, 0.0, mb_per_frame_any_size=0.1, s_per_frame_any_size=0.5),
     "labels3d": Cost(1050, 0.0, 60, 0.1, s_per_frame_any_size=0.1, mb_per_size=15),
     "texture": Cost(130, 0.0, 15, 0.03, mb_per_size=110),
     "synthesize": Cost(1100, 0.5, 60, 1.5),
