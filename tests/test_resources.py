@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 
 from posetransfer import resources
-from posetransfer.resources import COSTS, kept_frames, prior_request, request, train_request, training_steps
+from posetransfer.resources import (
+    COSTS,
+    kept_frames,
+    pretrain_request,
+    prior_request,
+    request,
+    train_request,
+    training_steps,
+)
 
 SIDE = 256 * 256
 # Measured on the shared 2-core machine under load (benchmarks/{subject}/{rule}.tsv: max_rss MB and
@@ -186,6 +194,11 @@ def test_cpu_training_time_fits_its_request(frames: int, steps: int, minutes: fl
     assert abs(training_steps(frames, 6, 2, min_steps=600) - steps) < 10  # squats_c: one frame lost
     assert train_request(frames, 256, train, STANDARD, on_cpu=True).runtime > minutes
     assert train_request(frames, 256, train, STANDARD).runtime < minutes  # a GPU is far faster
+
+
+def test_uv_pretraining_streams_its_frames():
+    short, long = pretrain_request(300, SIDE, 20), pretrain_request(30000, 4 * SIDE, 20)
+    assert long.runtime > short.runtime and long.mem_mb < 1.2 * short.mem_mb
 
 
 def test_prior_request_follows_its_steps_and_shares_the_memory_budget():

@@ -108,6 +108,7 @@ GPU_MIN_SECONDS_PER_STEP = 0.05
 CPU_ACTIVATION_BYTES = 310  # per pixel, generator channel (ngf) and image of the batch
 CPU_SECONDS_PER_PAPER_STEP = 700.0
 STEP_OVERHEAD = 1.2  # samples, checkpoints, the loss log
+PRETRAIN_MB_PER_FRAME = 0.01  # keypoints and flags of a pretraining frame (its images stay on disk)
 
 
 def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
@@ -180,9 +181,11 @@ def _step_seconds(
 
 
 def pretrain_request(frames: int, pixels: int, epochs: int, attempt: int = 1) -> Request:
-    """``pretrain_uv``: every pretraining frame's pose and IUV, a UV-generator step per frame and epoch."""
+    """``pretrain_uv``: a UV-generator step per pretraining frame and epoch; the frames are read from
+    the caches a batch at a time (``SubjectData`` without an in-memory budget), so only their
+    keypoints and flags stay in memory."""
     scale = pixels / REFERENCE_SIDE**2
-    peak_mb = TRAIN_BASE_MB + compact_frames_mb(frames, REFERENCE_SIDE) * scale
+    peak_mb = TRAIN_BASE_MB + PRETRAIN_MB_PER_FRAME * frames
     return _request(
         peak_mb, 120 + STEP_OVERHEAD * frames * epochs * GPU_MIN_SECONDS_PER_STEP * scale, attempt
     )
