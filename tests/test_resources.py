@@ -118,10 +118,15 @@ MEASURED = [
     ("texture", 3000, 4 * SIDE, 556, 87),
     ("body3d", 289, SIDE, 1220, 46),  # all of dogplay_b
     ("body3d", 3000, 4 * SIDE, 1290, 112),  # the 3,000-frame loop fitted whole
+    ("transfer", 300, 4 * SIDE, 1442, 68),  # the loop driving dogplay_b's standard model
+    ("transfer", 1000, 4 * SIDE, 1460, 322),
+    ("transfer", 3000, 4 * SIDE, 1480, 643),
 ]
 
 
-@pytest.mark.parametrize("rule", ["frames", "pose2d", "masks", "flow", "background", "labels3d", "texture"])
+@pytest.mark.parametrize(
+    "rule", ["frames", "pose2d", "masks", "flow", "background", "labels3d", "texture", "transfer"]
+)
 def test_streamed_stages_ask_for_what_they_use_at_any_length(rule: str):
     """The request of a stage that streams stays near its measured peak: within 2 x its largest peak
     (and SLURM's 1000 MB floor) from 300 to 3,000 frames at 512 px, not the tens of GB of per-frame
@@ -174,7 +179,9 @@ def test_training_time_follows_the_steps():
 
 # Training on the CPU, standard preset, one thread: bench/scale.py's train stage (frames, side, peak
 # MB) and bench/quality.py's runs of the whole clips at 128 px (frames, steps, minutes; README).
-MEASURED_CPU_TRAINING_MEMORY = [(30, 128, 2152), (60, 128, 2284), (60, 256, 3742), (300, 512, 8736)]
+MEASURED_CPU_TRAINING_MEMORY = [
+    (30, 128, 2152), (60, 128, 2284), (60, 256, 3742), (300, 512, 8736), (1000, 512, 8763), (3000, 512, 8731)
+]  # fmt: skip
 MEASURED_CPU_TRAINING_TIME = [(65, 609, 42.4), (247, 660, 43.8), (289, 774, 53.5)]
 CPU_SETTINGS = {"epochs": 6, "min_steps": 600, "batch_pairs": 2, "loader_workers": 1, "in_memory_mb": 1024}
 STANDARD = {"ngf": 24, "n_blocks": 4}

@@ -45,8 +45,9 @@ class Cost:
 # whole real clips (65-289 frames) at 256 px, and bench/scale.py's loops of juggler_a.mp4 to 300,
 # 1,000 and 3,000 frames at 256 and 512 px. The preprocessing stages stream: their peak does not
 # grow with the frames (background keeps one band of rows of every frame, at most 128 MB), only
-# with the frame's size. The body fit optimises all frames at once, with a few kB of each. Frames,
-# pose2d and masks work on the source video or a model's own input size: their time is per frame.
+# with the frame's size, and so does transfer (32 frames at a time). The body fit optimises all
+# frames at once, with a few kB of each. Frames, pose2d and masks work on the source video or a
+# model's own input size: their time is per frame.
 COSTS: dict[str, Cost] = {
     "frames": Cost(310, 0.0, 30, 0.0, s_per_frame_any_size=0.2, mb_per_size=12),
     "pose2d": Cost(290, 0.0, 30, 0.0, s_per_frame_any_size=0.2, mb_per_size=30),
@@ -59,7 +60,7 @@ COSTS: dict[str, Cost] = {
     "synthesize": Cost(1100, 0.5, 60, 1.5),
     "truth_labels": Cost(950, 0.5, 30, 1.0),
     "evaluate": Cost(1500, 0.0, 60, 1.0),
-    "transfer": Cost(1500, 1.5, 60, 1.0),
+    "transfer": Cost(1500, 0.0, 60, 0.1, s_per_frame_any_size=0.3, mb_per_size=60),
     "subject_report": Cost(300, 0.0, 10, 0.0),
 }
 
