@@ -34,7 +34,7 @@ from posetransfer.tracking import TrainingLog
 from posetransfer.training import (
     Trainer,
     epoch_batches,
-    load_checkpoint,
+    resumable_state,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -152,7 +152,8 @@ class PriorTrainer:
         people (else starting over, as training does); ``board_dir``: TensorBoard event files (every
         loss term and the learning rate per step); ``stop_after`` simulates a kill."""
         trainer = self.trainer
-        state = _resumable(checkpoint, self.config, [p.folder for p in self.people])
+        expected = {"config": asdict(self.config), "people": [p.folder for p in self.people]}
+        state = resumable_state(checkpoint, expected, discard=checkpoint)
         if state is not None:
             self.restore(state)
             log.info("resumed the renderer prior at step %d", trainer.step)
@@ -171,22 +172,6 @@ class PriorTrainer:
             "people": [p.folder for p in self.people],
             "steps": self.steps,
         }
-
-
-def _resumable(checkpoint: Path, config: TrainConfig, people: list[str]) -> dict[str, Any] | None:
-    """The prior's work in progress, where it was made with this config and these people; other
-    (or unreadable) work is removed, saying so."""
-    if not checkpoint.exists():
-        return None
-    try:
-        state = load_checkpoint(checkpoint)
-        if state["config"] == asdict(config) and state["people"] == people:
-            return state
-    except (ConfigError, KeyError, TypeError):
-        pass
-    log.warning("%s was made for another config or other people, or is unreadable: starting over", checkpoint)
-    checkpoint.unlink()
-    return None
 
 
 def run(subject_dirs: Sequence[str | Path], out: str | Path, config: TrainConfig, steps: int,

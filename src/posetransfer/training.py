@@ -540,17 +540,26 @@ def _same_shapes(ours: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Te
 
 
 def _resumable_work(work: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The checkpoint of work in progress with this config, to resume from; work from a run with
-    another config (or unreadable) cannot resume this one: it is removed, saying so."""
-    checkpoint = work / "last.pt"
+    """The checkpoint of work in progress with this config, to resume from (:func:`resumable_state`)."""
+    return resumable_state(work / "last.pt", {"config": asdict(config)}, discard=work)
+
+
+def resumable_state(checkpoint: Path, expected: Mapping[str, Any], discard: Path) -> dict[str, Any] | None:
+    """The state in ``checkpoint`` where its ``expected`` entries match (training's config, the
+    prior's people too), to resume from; work made otherwise, or unreadable, cannot resume this
+    run: ``discard`` (the checkpoint's folder or the checkpoint) is removed, saying so."""
     if not checkpoint.exists():
         return None
     try:
         state = load_checkpoint(checkpoint)
-        if state["config"] == asdict(config):
+        if all(state[key] == value for key, value in expected.items()):
             return state
     except (ConfigError, KeyError, TypeError):
         pass
-    log.warning("%s was made with another config or is unreadable: starting over", checkpoint)
-    shutil.rmtree(work)
+    log.warning("%s was made with another config or other inputs, or is unreadable: starting over",
+                checkpoint)  # fmt: skip
+    if discard.is_dir():
+        shutil.rmtree(discard)
+    else:
+        discard.unlink()
     return None
