@@ -6,9 +6,11 @@
 
 Every variant trains from the same caches with the same seed and settings (only the variant
 differs), is evaluated on the validation frames (the last 10%) like the workflow's evaluate rule,
-and the table adds the no-training body-IUV lookup. Variants whose UV generator sees the pose only
-(``pose_only_uv``, ``model.uv_input: pose``) start from a UV generator pretrained on this subject,
-as the workflow's pretrain_uv would give them. Times are wall-clock on this machine.
+and the table adds the no-training body-IUV lookup, the first variant on as many training frames
+(seen poses) and the real person over the inpainted background (the mask's ceiling). Variants
+whose UV generator sees the pose only (``pose_only_uv``, ``model.uv_input: pose``) start from a UV
+generator pretrained on this subject, as the workflow's pretrain_uv would give them.
+Times are wall-clock on this machine.
 """
 
 from __future__ import annotations
@@ -79,10 +81,13 @@ def main() -> None:
     config = dataclasses.replace(config, perceptual_weights="auto")
     out = args.out / args.subject.name / f"{args.preset}-seed{args.seed}{'-prior' if args.prior else ''}"
     rows = {name: train_and_evaluate(args.subject, out, config, name, args.prior) for name in args.variants}
-    lookup = next(iter(rows.values()))["baseline_body_lookup"]
+    first = next(iter(rows.values()))
+    names = {"baseline_body_lookup": "body lookup", "seen_poses": "seen poses",
+             "ceiling_real_person": "ceiling"}  # fmt: skip
+    references = [(name, first[key]) for key, name in names.items() if key in first]
     print(f"{args.subject.name}, preset {args.preset}, seed {args.seed}, {config.resolution} px")
     print(f"{'variant':<16}" + "".join(f"{c:>15}" for c in (*COLUMNS, "train min")))
-    for name, metrics in [*rows.items(), ("body lookup", {**lookup, "train_minutes": 0.0})]:
+    for name, metrics in [*rows.items(), *references]:
         cells = [metrics.get(c) for c in (*COLUMNS, "train_minutes")]
         print(f"{name:<16}" + "".join(f"{v:>15.4f}" if v is not None else f"{'-':>15}" for v in cells))
 

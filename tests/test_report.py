@@ -21,7 +21,10 @@ def results(tmp_path: Path) -> Path:
     subject = tmp_path / "results" / "alice"
     outputs.write_json(subject / "evaluation/metrics.json", {"variant": "full", "ssim": 0.9, "psnr": 30.0,
                        "frames": 10, "resolution": 64, "robust_frames": [1, 2], "fid": None,
-                       "fid_unavailable": "FID unavailable: no InceptionV3 weights"})  # fmt: skip
+                       "fid_unavailable": "FID unavailable: no InceptionV3 weights",
+                       "baseline_body_lookup": {"ssim": 0.7, "psnr": 21.0},
+                       "seen_poses": {"frames": 10, "ssim": 0.95, "psnr": 33.0},
+                       "ceiling_real_person": {"ssim": 0.99, "psnr": 40.0}})  # fmt: skip
     outputs.write_json(
         subject / "evaluation-no_d2g/metrics.json", {"variant": "no_d2g", "ssim": 0.8, "psnr": 25.5}
     )
@@ -46,6 +49,13 @@ def test_report_tables_pictures_and_videos(results):
     ablation = page[page.index("Ablation") :]
     assert re.search(r"<td>full</td><td>0\.900</td><td>30\.00</td>", ablation)
     assert re.search(r"<td>no_d2g</td><td>0\.800</td><td>25\.50</td>", ablation)
+    # the baselines that say where the error lies: no training, seen poses, the mask's ceiling
+    for row in (
+        "body-IUV lookup, no training</td><td>0.700</td><td>21.00",
+        "full on training frames (seen poses)</td><td>0.950</td><td>33.00",
+        "real person over the inpainted background (ceiling)</td><td>0.990</td><td>40.00",
+    ):
+        assert row in ablation
     assert "paper, Table 1" in page and "FID unavailable" in page
     sources = re.findall(r'src="([^"]+)"', page)
     # loss curves, two sample grids, the ablation bar chart (matplotlib); robust.png is absent

@@ -99,9 +99,20 @@ def variant_runs(subject_dir: Path) -> list[tuple[str, dict[str, Any]]]:
             metrics = json.loads(path.read_text())
             suffix = folder.name[len("evaluation") :].lstrip("-")
             runs.append((suffix or metrics.get("variant") or "main", metrics))
-    if runs and "baseline_body_lookup" in runs[0][1]:  # what training has to beat
-        runs.append(("body-IUV lookup, no training", runs[0][1]["baseline_body_lookup"]))
     return runs
+
+
+def reference_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """The rows beside the trained variants that say where the error lies (from the main run)."""
+    if not runs:
+        return []
+    main_name, main = runs[0]
+    references = (
+        ("baseline_body_lookup", "body-IUV lookup, no training"),  # what training has to beat
+        ("seen_poses", f"{main_name} on training frames (seen poses)"),  # the generalisation gap
+        ("ceiling_real_person", "real person over the inpainted background (ceiling)"),
+    )
+    return [(name, main[key]) for key, name in references if key in main]
 
 
 def _transfer_section(subject_dir: Path, folder: Path, out_dir: Path) -> str:
@@ -168,13 +179,15 @@ def write_subject_report(
         if metrics.get("loss_terms"):
             terms = ", ".join(metrics["loss_terms"])
             sections.append(f'<p class="note">{html.escape(name)}: trained with {html.escape(terms)}.</p>')
+    rows = runs + reference_rows(runs)
     sections += [
         "<h2>Ablation (the paper's Tables 1-3)</h2>",
-        metric_table(runs)
+        metric_table(rows) if len(rows) > 1 else "",
+        ""
         if len(runs) > 1
         else '<p class="note">Only one variant was trained; list more '
         "in the config's evaluation.variants (e.g. [no_d2g, pose_to_image]) for this table.</p>",
-        ablation_chart(runs) if len(runs) > 1 else "",
+        ablation_chart(rows) if len(rows) > 1 else "",
         "<h2>Training</h2>",
         _image(subject_dir / "model" / "loss_curve.png", "loss curves"),
         _image(subject_dir / "model" / "samples.png", "training samples"),
