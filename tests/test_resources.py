@@ -5,11 +5,14 @@ files fits inside the request made for the same job."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import REPO
 
 from posetransfer import resources
 from posetransfer.resources import (
@@ -204,8 +207,20 @@ def test_cpu_training_time_fits_its_request(frames: int, steps: int, minutes: fl
 
 
 def test_uv_pretraining_streams_its_frames():
-    short, long = pretrain_request(300, SIDE, 20), pretrain_request(30000, 4 * SIDE, 20)
+    short, long = pretrain_request(300, 256, 20, STANDARD), pretrain_request(30000, 512, 20, STANDARD)
     assert long.runtime > short.runtime and long.mem_mb < 1.2 * short.mem_mb
+
+
+@pytest.mark.parametrize(
+    "side, widths, peak_mb, seconds_per_step",
+    [(128, STANDARD, 1192, 1.45), (256, {"ngf": 64, "n_blocks": 9}, 4960, 29.6)],
+)
+def test_uv_pretraining_on_the_cpu_fits_what_it_measured(side, widths, peak_mb, seconds_per_step):
+    # pretrain.run on squats_c's 60 frames, batch 4, one epoch (16 steps), `device: cpu`
+    request = pretrain_request(60, side, 1, widths, on_cpu=True)
+    assert peak_mb <= request.mem_mb
+    assert 16 * seconds_per_step / 60 <= request.runtime
+    assert pretrain_request(60, side, 1, widths).mem_mb < request.mem_mb  # a GPU holds the activations
 
 
 def test_prior_request_follows_its_steps_and_shares_the_memory_budget():
@@ -253,9 +268,16 @@ def test_every_rule_asks_through_the_resource_functions():
             ), name
             if mem.group(2):
                 assert mem.group(2) in COSTS and runtime.group(2) == mem.group(2), name
+            if "gpu=" in block:  # none with `device: cpu` (training_gpus)
+                assert "gpu=training_gpus()," in block, name
 
 
-def test_measured_training_fits_its_memory_request():
-    """juggler60's smoke training (60 frames, 64 px, one loader): 2,024 MB peak (benchmarks/train.tsv)."""
-    smoke = {"resolution": 64, "epochs": 4, "batch_pairs": 2, "loader_workers": 1, "in_memory_mb": 1024}
-    assert train_request(60, 256, smoke, {"ngf": 16, "n_blocks": 3}).mem_mb > 2024
+@pytest.mark.parametrize("device, gpus", [("cpu", 0), ("auto", 1)])
+def test_training_asks_for_a_gpu_unless_it_runs_on_the_cpu(device, gpus, tmp_path):
+    (tmp_path / "subjects.tsv").write_text((REPO / "subjects.tsv").read_text())
+    command = [sys.executable, "-m", "snakemake", "results/pretrain/uvgen_pretrained.pt", "-n"]
+    command += ["-d", str(tmp_path), "-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config.yaml")]
+    planned = subprocess.run([*command, "--config", f"device={device}"], capture_output=True, text=True)
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    block = planned.stdout[planned.stdout.index("rule pretrain_uv:") :].split("\n\n")[0]
+    assert f"gpu={gpus}," in block

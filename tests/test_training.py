@@ -113,7 +113,8 @@ def test_saved_model_renders_any_pose_labels(synthetic_subject_dir, tmp_path):
     assert (tmp_path / "loss_curve.png").stat().st_size > 5_000
     renderer, meta = render.load(tmp_path / "model.pt")
     labels, valid = render.pose_labels(synthetic_subject_dir, meta["resolution"])
-    body = render.body_iuv(synthetic_subject_dir / "labels3d.h5", meta["resolution"])[:5]
+    with cache.open_cache(synthetic_subject_dir / "labels3d.h5", "labels3d") as labels3d:
+        body = render.body_iuv(labels3d, meta["resolution"], slice(0, 5))
     frames = render.render(renderer, labels[:5], batch=2, body=body)
     assert frames.shape == (5, 64, 64, 3) and frames.dtype == np.uint8 and valid.all()
     again = render.render(renderer, labels[:5], batch=5, body=body)

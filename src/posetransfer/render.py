@@ -106,13 +106,10 @@ def pose_labels(subject_dir: str | Path, resolution: int) -> tuple[np.ndarray, n
     return label, valid & fitted
 
 
-def body_iuv(labels3d_h5: str | Path, resolution: int, frames: np.ndarray | None = None) -> np.ndarray:
-    """The fitted body's IUV images (N, R, R, 3) uint8 from a labels3d cache, for the body prior."""
-    with cache.open_cache(Path(labels3d_h5), "labels3d") as labels:
-        images = labels.read("iuv")
-    if frames is not None:
-        images = images[frames]
-    return resize_images(images, resolution, nearest=True)
+def body_iuv(labels: cache.Cache, resolution: int, frames: slice | np.ndarray = slice(None)) -> np.ndarray:
+    """The fitted body's IUV images of ``frames`` (N, R, R, 3) uint8 from an open labels3d cache,
+    at the model's resolution, for the body prior; only those frames are read."""
+    return resize_images(labels.read("iuv", frames), resolution, nearest=True)
 
 
 @torch.no_grad()

@@ -110,6 +110,10 @@ CPU_ACTIVATION_BYTES = 310  # per pixel, generator channel (ngf) and image of th
 CPU_SECONDS_PER_PAPER_STEP = 700.0
 STEP_OVERHEAD = 1.2  # samples, checkpoints, the loss log
 PRETRAIN_MB_PER_FRAME = 0.01  # keypoints and flags of a pretraining frame (its images stay on disk)
+# UV-generator pretraining on the CPU (batch 4 frames, one thread of the loaded 2-core machine):
+# 1.45 s a step and 1.19 GB at 128 px (standard widths), 29.6 s and 4.96 GB at 256 px (paper widths).
+CPU_SECONDS_PER_PAPER_UV_STEP = 120.0  # 512 px, paper widths, 4 frames; a quarter of that at 256 px
+CPU_UV_STEP_OVERHEAD = 1.0  # reading the batch's frames from the caches
 
 
 def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
@@ -171,25 +175,39 @@ def compact_frames_mb(frames: int, side: int) -> float:
     return frames * side**2 * COMPACT_BYTES_PER_PIXEL / 2**20
 
 
+def _work(resolution: int, widths: Mapping[str, int]) -> float:
+    """A generator's convolutions' work relative to the paper's (512 px, ngf 64, 9 blocks)."""
+    return (resolution / 512) ** 2 * (widths["ngf"] / 64) ** 2 * (widths["n_blocks"] + 8) / (9 + 8)
+
+
 def _step_seconds(
     resolution: int, widths: Mapping[str, int], batch_pairs: int, on_cpu: bool = False
 ) -> float:
     """One training step on one GPU (or the CPU): the paper-sized step scaled by its convolutions' work."""
-    work = (resolution / 512) ** 2 * (widths["ngf"] / 64) ** 2 * (widths["n_blocks"] + 8) / (9 + 8)
+    work = _work(resolution, widths)
     if on_cpu:
         return CPU_SECONDS_PER_PAPER_STEP * work * batch_pairs / 2
     return max(GPU_MIN_SECONDS_PER_STEP, GPU_SECONDS_PER_PAPER_STEP * work * batch_pairs / 2)
 
 
-def pretrain_request(frames: int, pixels: int, epochs: int, attempt: int = 1) -> Request:
-    """``pretrain_uv``: a UV-generator step per pretraining frame and epoch; the frames are read from
-    the caches a batch at a time (``SubjectData`` without an in-memory budget), so only their
-    keypoints and flags stay in memory."""
-    scale = pixels / REFERENCE_SIDE**2
+def pretrain_request(
+    frames: int, side: int, epochs: int, widths: Mapping[str, int], batch: int = 4, attempt: int = 1,
+    on_cpu: bool = False,
+) -> Request:  # fmt: skip
+    """``pretrain_uv``: a UV-generator step per ``batch`` pretraining frames and epoch at ``side`` px.
+
+    The frames are read from the caches a batch at a time (``SubjectData`` without an in-memory
+    budget), so only their keypoints and flags stay in memory; ``on_cpu``: the step's activations
+    are in host memory too, and its time is the CPU's.
+    """
     peak_mb = TRAIN_BASE_MB + PRETRAIN_MB_PER_FRAME * frames
-    return _request(
-        peak_mb, 120 + STEP_OVERHEAD * frames * epochs * GPU_MIN_SECONDS_PER_STEP * scale, attempt
-    )
+    steps = -(-frames // batch) * epochs
+    if on_cpu:
+        peak_mb += CPU_ACTIVATION_BYTES * side**2 * widths["ngf"] * batch / 2**20
+        step = CPU_UV_STEP_OVERHEAD + CPU_SECONDS_PER_PAPER_UV_STEP * _work(side, widths) * batch / 4
+    else:  # about a floor step per frame
+        step = batch * GPU_MIN_SECONDS_PER_STEP * side**2 / REFERENCE_SIDE**2
+    return _request(peak_mb, 120 + STEP_OVERHEAD * steps * step, attempt)
 
 
 # --- a subject's size ------------------------------------------------------------------------------

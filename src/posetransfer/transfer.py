@@ -445,7 +445,7 @@ def run(
             started = time.perf_counter()
             label = pose_label(skeletons, labels.read("laplacian", frames), model_resolution)
             # The target's body in the driving poses, for the body prior's UV generator.
-            body = resize_images(labels.read("iuv", frames), model_resolution, nearest=True)
+            body = render.body_iuv(labels, model_resolution, frames)
             scene = backdrop if backdrop is None or len(backdrop) == 1 else backdrop[frames]
             result = render_frames(renderer, label, scene, device=device, body=body)
             seconds += time.perf_counter() - started

@@ -369,6 +369,11 @@ def _on_cpu():
     return config["device"] == "cpu"
 
 
+def training_gpus():
+    """GPUs a training rule asks for: none with `device: cpu`, so it goes to a CPU partition."""
+    return 0 if _on_cpu() else 1
+
+
 def train_mem_mb(wildcards, attempt):
     return _train_request(wildcards, attempt).mem_mb
 
@@ -407,8 +412,15 @@ def _prior_request(attempt):
 
 
 def _pretrain_request(attempt):
+    from posetransfer.pretrain import PretrainConfig
+
+    pretrain = PretrainConfig.from_config(config)
     frames, pixels = _pretraining_size()
-    return _resources.pretrain_request(frames, pixels, config["pretrain"]["epochs"], attempt)
+    side = pretrain.resolution or int(pixels**0.5)
+    widths = {"ngf": pretrain.ngf, "n_blocks": pretrain.n_blocks}
+    return _resources.pretrain_request(
+        frames, side, pretrain.epochs, widths, pretrain.batch, attempt, on_cpu=_on_cpu()
+    )
 
 
 def _pretraining_size():

@@ -18,7 +18,7 @@ rule pretrain_uv:
     resources:
         mem_mb=pretrain_mem_mb,
         runtime=pretrain_runtime,
-        gpu=1,
+        gpu=training_gpus(),
     conda:
         ENV
     shell:
@@ -43,7 +43,7 @@ rule pretrain_renderer:
     resources:
         mem_mb=prior_mem_mb,
         runtime=prior_runtime,
-        gpu=1,
+        gpu=training_gpus(),
     conda:
         ENV
     shell:
@@ -87,7 +87,7 @@ rule train:
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
-        gpu=1,
+        gpu=training_gpus(),
     conda:
         ENV
     shell:
