@@ -70,6 +70,10 @@ def test_flow_colours_follow_the_middlebury_wheel():
     left = flow.flow_to_rgb(np.tile(np.array([-1.0, 0.0], np.float32), (4, 4, 1)))[0, 0]
     assert right[0] == 255 and right[1] < 60 and right[2] < 60  # red
     assert left[0] < 60 and left[1] > 200 and left[2] > 200  # cyan
+    field = np.zeros((4, 4, 2), np.float32)
+    field[0, 0], field[1, 1] = (2.0, 0.0), (0.5, 0.0)
+    shared = flow.flow_to_rgb(field, max_magnitude=1.0)  # one scale for several fields
+    assert shared[0, 0].tolist() == [255, 0, 0] and shared[1, 1].tolist() == [255, 127, 127]
 
 
 # --- the moving occluder: confidence where the box covers and uncovers the background ------------

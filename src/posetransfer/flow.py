@@ -235,37 +235,24 @@ def confidence(
 
 
 def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
-    """The Middlebury colour coding of a flow field: hue is the direction, saturation the length.
+    """The Middlebury colour coding of a flow field (torchvision's ``flow_to_image``): hue is the
+    direction, saturation the length, white at rest.
 
-    ``max_magnitude`` maps to full saturation (default: the field's largest length), so that
-    several fields drawn with one value compare.
+    ``max_magnitude`` maps to full saturation (default: the field's largest length; longer ones
+    are clipped), so that several fields drawn with one value compare.
     """
+    import torch  # the DIS backend needs none: imported where used, as for RAFT
+    from torchvision.utils import flow_to_image
+
     _check_flow(flow)
-    dx, dy = flow[..., 0].astype(np.float64), flow[..., 1].astype(np.float64)
-    magnitude = np.hypot(dx, dy)
-    scale = max_magnitude if max_magnitude is not None else float(magnitude.max())
-    scale = max(scale, 1e-6)
-    wheel = _colour_wheel()
-    angle = np.arctan2(-dy, -dx) / np.pi  # in [-1, 1]
-    position = (angle + 1.0) / 2.0 * (len(wheel) - 1)
-    lower = np.floor(position).astype(int)
-    upper = (lower + 1) % len(wheel)
-    weight = (position - lower)[..., None]
-    colour = (1.0 - weight) * wheel[lower] + weight * wheel[upper]
-    radius = np.clip(magnitude / scale, 0.0, 1.0)[..., None]
-    colour = 1.0 - radius * (1.0 - colour)  # white at rest, saturated at full length
-    return np.round(colour * 255.0).astype(np.uint8)
-
-
-def _colour_wheel() -> np.ndarray:
-    """The 55 Middlebury hues (Baker et al. 2011), RGB in [0, 1]."""
-    segments = ((15, (1, 0, 0), (1, 1, 0)), (6, (1, 1, 0), (0, 1, 0)), (4, (0, 1, 0), (0, 1, 1)))
-    segments += ((11, (0, 1, 1), (0, 0, 1)), (13, (0, 0, 1), (1, 0, 1)), (6, (1, 0, 1), (1, 0, 0)))
-    rows = []
-    for count, start, end in segments:
-        steps = np.arange(count)[:, None] / count
-        rows.append((1.0 - steps) * np.array(start) + steps * np.array(end))
-    return np.concatenate(rows)
+    field = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).permute(2, 0, 1)
+    if max_magnitude is None:
+        return flow_to_image(field).permute(1, 2, 0).numpy()
+    length = field.norm(dim=0).clamp(min=1e-12)
+    field = field * (length.clamp(max=max_magnitude) / (length * max(max_magnitude, 1e-6)))
+    # flow_to_image scales by the batch's longest vector: a unit-length field beside ours fixes it at 1
+    reference = torch.stack([torch.ones_like(field[0]), torch.zeros_like(field[0])])
+    return flow_to_image(torch.stack([field, reference]))[0].permute(1, 2, 0).numpy()
 
 
 class _FlowEstimator:
