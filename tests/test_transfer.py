@@ -112,21 +112,23 @@ def test_background_replacement_shows_the_new_scene_where_the_person_is_not():
     np.testing.assert_allclose(on_white - on_black, 255 * p_background.repeat(3, -1), atol=1.5)
 
 
-def test_backdrops_from_an_image_file(tmp_path):
+def test_backdrops_from_an_image_file_or_a_video_streamed(tmp_path):
     import cv2
 
     image = np.zeros((60, 80, 3), np.uint8)
     image[:, :, 2] = 200  # red in BGR
     cv2.imwrite(str(tmp_path / "scene.png"), image)
-    backdrop = transfer.backdrops(str(tmp_path / "scene.png"), tmp_path, count=3, resolution=16)
+    backdrop = transfer.backdrops(str(tmp_path / "scene.png"), tmp_path, resolution=16)
     assert backdrop.shape == (1, 16, 16, 3) and (backdrop[..., 0] == 200).all()  # RGB
+    assert transfer.next_backdrops(backdrop, 4) is backdrop  # one image for every frame
     scenes = [np.full((60, 80, 3), 40 * i, np.uint8) for i in range(3)]
     video.write_h264(tmp_path / "scene.mp4", scenes, fps=10)
-    backdrop = transfer.backdrops(str(tmp_path / "scene.mp4"), tmp_path, count=5, resolution=16)
-    assert backdrop.shape == (5, 16, 16, 3)  # a shorter video repeats
-    np.testing.assert_allclose(backdrop[:, 8, 8, 0], [0, 40, 80, 0, 40], atol=3)
+    backdrop = transfer.backdrops(str(tmp_path / "scene.mp4"), tmp_path, resolution=16)
+    chunks = [transfer.next_backdrops(backdrop, 2) for _ in range(3)]  # read as the chunks need them
+    assert all(chunk.shape == (2, 16, 16, 3) for chunk in chunks)
+    np.testing.assert_allclose(np.concatenate(chunks)[:, 8, 8, 0], [0, 40, 80, 0, 40, 80], atol=3)  # repeats
     with pytest.raises(transfer.ConfigError, match=r"transfer\.background: no such file"):
-        transfer.backdrops(str(tmp_path / "missing.png"), tmp_path, count=3, resolution=16)
+        transfer.backdrops(str(tmp_path / "missing.png"), tmp_path, resolution=16)
 
 
 def test_cli_transfer_reports_a_missing_model_in_one_line(tmp_path):

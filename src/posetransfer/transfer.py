@@ -23,6 +23,7 @@ Three steps, one function each:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -276,33 +277,45 @@ def write_transfer_labels(
 # --- 3. rendering and the videos -----------------------------------------------------------------
 
 
-def backdrops(spec: str, driving_dir: Path, count: int, resolution: int) -> np.ndarray | None:
-    """What the person is rendered over: None (the model's background) or (1 or N, R, R, 3) uint8."""
+Backdrop = np.ndarray | Iterator[np.ndarray] | None  # see backdrops
+
+
+def backdrops(spec: str, driving_dir: Path, resolution: int) -> Backdrop:
+    """What the person is rendered over: None (the model's background), one (1, R, R, 3) uint8
+    image, or a video's (R, R, 3) frames one by one, again and again (a shorter video repeats),
+    so that a long background video is never held whole (:func:`next_backdrops`)."""
     if spec == "target":
         return None
     if spec == "driving":
         with cache.open_cache(driving_dir / "background.h5", "background") as background:
-            images = background.read("background")[None]
-    else:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise ConfigError("transfer.background: no such file (expected target, driving or a path)", path)
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise ConfigError("transfer.background: cannot read this image", path)
-            images = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)[None]
-        else:
-            frames = []
-            for image in video.read_frames(path):
-                frames.append(image)
-                if len(frames) == count:
-                    break
-            if not frames:
-                raise ConfigError("transfer.background: the video has no frames", path)
-            images = [frames[i % len(frames)] for i in range(count)]  # a short video repeats
+            return _square(background.read("background"), resolution)[None]
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ConfigError("transfer.background: no such file (expected target, driving or a path)", path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ConfigError("transfer.background: cannot read this image", path)
+        return _square(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), resolution)[None]
+    frames = (_square(image, resolution) for image in looped_frames(path))
+    try:
+        first = next(frames)  # an empty video fails here, before anything is written
+    except NoPersonError:
+        raise ConfigError("transfer.background: the video has no frames", path) from None
+    return itertools.chain([first], frames)
+
+
+def next_backdrops(backdrop: Backdrop, count: int) -> np.ndarray | None:
+    """The backdrops of the next ``count`` frames: the one image for all, or the video's next."""
+    if backdrop is None or isinstance(backdrop, np.ndarray):
+        return backdrop
+    return np.stack([next(backdrop) for _ in range(count)])
+
+
+def _square(image: np.ndarray, resolution: int) -> np.ndarray:
+    """An image's centre square at ``resolution`` px."""
     side = (resolution, resolution)
-    return np.stack([cv2.resize(_center_square(i), side, interpolation=cv2.INTER_AREA) for i in images])
+    return cv2.resize(_center_square(image), side, interpolation=cv2.INTER_AREA)
 
 
 def _center_square(image: np.ndarray) -> np.ndarray:
@@ -428,7 +441,7 @@ def run(
     )
     write_transfer_labels(labels_h5, poser, target_dir / "body3d.h5", anny_cache, labels_png)
     model_resolution = int(meta["resolution"])
-    backdrop = backdrops(params.background, driving_dir, len(keypoints), model_resolution)
+    backdrop = backdrops(params.background, driving_dir, model_resolution)
     features, fid_unavailable = fid_features(inception_weights)
     result_features, seconds = [], 0.0
     with ExitStack() as stack:
@@ -446,7 +459,7 @@ def run(
             label = pose_label(skeletons, labels.read("laplacian", frames), model_resolution)
             # The target's body in the driving poses, for the body prior's UV generator.
             body = render.body_iuv(labels, model_resolution, frames)
-            scene = backdrop if backdrop is None or len(backdrop) == 1 else backdrop[frames]
+            scene = next_backdrops(backdrop, len(label))
             result = render_frames(renderer, label, scene, device=device, body=body)
             seconds += time.perf_counter() - started
             driven = resize_images(driving.read("frames", frames), resolution)
