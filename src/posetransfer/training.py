@@ -13,7 +13,7 @@ Per step (after ``warmup_epochs``; before, only the RGB branch, the UV terms and
               + w_feature_matching |D_k(pose, I) - D_k(pose, I*)| (pix2pixHD; needs no download)
               + w_temporal conf * |I_t - warp(I_t-1)|            (Eq. 5)
               + w_uv (CE on parts + L1 on UV against the IUV)    (Eq. 6, keeps G_uv anchored)
-              + w_residual |D2G-Net's residual|                  (off by default)
+              + w_residual |D2G-Net's residual|                  (20; 0 is the paper)
   discriminator: LSGAN on (pose, real) against (pose, generated)
 
 The learning rate decays linearly to zero over the second half (pix2pixHD); an exponential moving

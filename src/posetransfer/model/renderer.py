@@ -45,7 +45,7 @@ LOSS_ABLATIONS: dict[str, dict[str, Any]] = {
     "no_feature_matching": {"w_feature_matching": 0.0},
     "no_ema": {"ema": 0.0},
     "no_lr_decay": {"lr_decay": False},
-    "residual_penalty": {"w_residual": 20.0},  # the other way round: a setting added (losses.residual)
+    "no_residual_penalty": {"w_residual": 0.0},  # D2G-Net's residual unpenalised, as in the paper
 }
 PRESETS: dict[str, dict[str, Any]] = {
     # A CPU-sized run that shows the whole method working in about a minute.
@@ -120,7 +120,7 @@ class TrainConfig:
     w_feature_matching: float = 10.0
     w_temporal: float = 100.0
     w_uv: float = 1.0
-    w_residual: float = 0.0
+    w_residual: float = 20.0
     perceptual_weights: str | None = "auto"
     checkpoint_every: int = 50
     sample_every: int = 50
