@@ -370,7 +370,7 @@ def _on_cpu():
 
 
 def training_gpus():
-    """GPUs a training rule asks for: none with `device: cpu`, so it goes to a CPU partition."""
+    """GPUs of a training job (none with `device: cpu`, so that it goes to a CPU partition)."""
     return 0 if _on_cpu() else 1
 
 
