@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from posetransfer import evaluate, pretrain, training
+from posetransfer import evaluate, pretrain, report, training
 from posetransfer.config import validate_config
 
 COLUMNS = ("ssim_box", "psnr_box", "ssim", "psnr", "robust_ssim", "robust_psnr", "temporal_error")
@@ -81,15 +81,12 @@ def main() -> None:
     config = dataclasses.replace(config, perceptual_weights="auto")
     out = args.out / args.subject.name / f"{args.preset}-seed{args.seed}{'-prior' if args.prior else ''}"
     rows = {name: train_and_evaluate(args.subject, out, config, name, args.prior) for name in args.variants}
-    first = next(iter(rows.values()))
-    names = {"baseline_body_lookup": "body lookup", "seen_poses": "seen poses",
-             "ceiling_real_person": "ceiling"}  # fmt: skip
-    references = [(name, first[key]) for key, name in names.items() if key in first]
+    references = report.reference_rows(list(rows.items()))
     print(f"{args.subject.name}, preset {args.preset}, seed {args.seed}, {config.resolution} px")
-    print(f"{'variant':<16}" + "".join(f"{c:>15}" for c in (*COLUMNS, "train min")))
+    print("".join(f"{c:>15}" for c in (*COLUMNS, "train min")) + "  variant")
     for name, metrics in [*rows.items(), *references]:
         cells = [metrics.get(c) for c in (*COLUMNS, "train_minutes")]
-        print(f"{name:<16}" + "".join(f"{v:>15.4f}" if v is not None else f"{'-':>15}" for v in cells))
+        print("".join(f"{v:>15.4f}" if v is not None else f"{'-':>15}" for v in cells) + f"  {name}")
 
 
 if __name__ == "__main__":

@@ -218,6 +218,11 @@ def test_streamed_batches_equal_the_in_memory_ones(synthetic_subject_dir):
             for key, value in a[side].items():
                 assert value.dtype == b[side][key].dtype and np.array_equal(value, b[side][key]), key
             assert a[side]["image"].dtype == np.uint8 and a[side]["laplacian"].dtype == np.float16
+    frames = streamed.val_index[:3]
+    for data in (streamed, held):  # without flow: the same arrays, and no flow read or kept
+        bare, full = data.frames(frames, flow=False), data.frames(frames)
+        assert set(full) - set(bare) == {"flow", "confidence"}
+        assert all(np.array_equal(bare[key], full[key]) for key in bare)
 
 
 def test_ema_weights_are_what_render_uses(synthetic_subject_dir, tmp_path):

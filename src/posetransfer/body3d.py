@@ -270,24 +270,10 @@ def initial_translation(keypoints: np.ndarray, weights: np.ndarray, K: np.ndarra
     return translation
 
 
-def fit(
-    keypoints25: np.ndarray,
-    world33: np.ndarray,
-    valid: np.ndarray,
-    K: np.ndarray,
-    resolution: int,
-    params: Body3dParams,
-    anny_cache: str | Path,
-    device: str = "cpu",
-    mesh_joints: bool = False,
-) -> dict[str, np.ndarray]:
-    """Fit Anny to a video's keypoints; returns numpy arrays of the fit and its residuals.
-
-    ``mesh_joints``: regress the joints from the whole skinned mesh every step (the slow
-    reference path; same values).
-    """
-    args = (keypoints25, world33, valid, K, resolution, params, anny_cache, device, mesh_joints)
-    fit_module, result = solve(*args)
+def fit(*args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+    """Fit Anny to a video's keypoints (:func:`solve`'s arguments); returns numpy arrays of the fit,
+    its residuals and the posed vertices."""
+    fit_module, result = solve(*args, **kwargs)
     with torch.no_grad():
         result["vertices"] = np.concatenate(list(posed_vertices(fit_module)))
     return result
@@ -304,7 +290,12 @@ def solve(
     device: str = "cpu",
     mesh_joints: bool = False,
 ) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
-    """:func:`fit` but for the vertices: the fitted module (pose them with :func:`posed_vertices`)."""
+    """Fit Anny to a video's keypoints: the fitted module (pose it with :func:`posed_vertices`) and
+    numpy arrays of the fit and its residuals.
+
+    ``mesh_joints``: regress the joints from the whole skinned mesh every step (the slow
+    reference path; same values).
+    """
     keypoints, weights = to_coco23(np.where(valid[:, None, None], keypoints25, 0.0), params.min_confidence)
     constrained, fitted = usable_frames(weights, params.max_gap)
     if not constrained.any():

@@ -159,7 +159,7 @@ class SubjectData:
             handle.close()
         self._handles = {}
 
-    def _read(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+    def _read(self, frames: np.ndarray, flow: bool = True) -> dict[str, np.ndarray]:
         """Compact arrays of ``frames`` (and pair ``frames`` -> ``frames + 1``'s flow), from the caches."""
         out = {}
         for key, (dataset, name, nearest) in FRAME_FIELDS.items():
@@ -170,6 +170,8 @@ class SubjectData:
             out[name] = resize_images(working, self.resolution, nearest).astype(
                 np.float16 if stored.dtype == np.float16 else working.dtype
             )
+        if not flow:
+            return out
         size = self.resolution
         if self.num_frames < 2:  # no pairs at all: nothing to warp
             out["flow"] = np.zeros((len(frames), size, size, 2), np.float16)
@@ -187,13 +189,15 @@ class SubjectData:
                   for start in range(0, self.num_frames, READ_CHUNK)]  # fmt: skip
         return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
 
-    def frames(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+    def frames(self, frames: np.ndarray, flow: bool = True) -> dict[str, np.ndarray]:
         """Compact arrays of the given frames: image, skeleton, iuv, mask (uint8), laplacian (float16),
-        and flow / confidence of the pair (frame -> frame - 1 is pair frame - 1; see :meth:`pair_batch`)."""
+        and with ``flow`` the flow / confidence of the pair (frame -> frame - 1 is pair frame - 1;
+        see :meth:`pair_batch`)."""
         frames = np.asarray(frames, dtype=np.int64)
         if self._memory is not None:
-            return {key: value[frames] for key, value in self._memory.items()}
-        return self._read(frames)
+            skip = () if flow else {name for _, name in PAIR_FIELDS.values()}
+            return {key: value[frames] for key, value in self._memory.items() if key not in skip}
+        return self._read(frames, flow)
 
     # -- batches ----------------------------------------------------------------------------
     def pairs(self, index: np.ndarray) -> np.ndarray:
@@ -206,8 +210,7 @@ class SubjectData:
         frames = np.asarray(frames, dtype=np.int64)
         previous = self.frames(frames - 1)
         flow, confidence = previous.pop("flow"), previous.pop("confidence")
-        current = self.frames(frames)
-        del current["flow"], current["confidence"]
+        current = self.frames(frames, flow=False)
         if self.uv_target is not None:
             for compact in (previous, current):
                 compact["target_iuv"] = uv_target_iuv(compact["iuv"], compact["mask"], self.uv_target)
@@ -215,8 +218,7 @@ class SubjectData:
 
     def batch(self, frames: np.ndarray, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Inputs and targets of the given frames as NCHW tensors on ``device``."""
-        compact = self.frames(frames)
-        del compact["flow"], compact["confidence"]
+        compact = self.frames(frames, flow=False)
         return to_device(compact, device)
 
     def pair_batch(self, frames: np.ndarray, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -113,8 +113,9 @@ class _Tally:
             if self.last is not None and self.last[0] == frame - 1:  # flow[i]: frame i + 1 -> i, real frames
                 pair = np.stack([self.last[1], ours[k]])
                 self.errors.append(metrics.temporal_error(pair, self.last[2][None], self.last[3][None]))
-            flow, confidence = (compact[key][k].astype(np.float32) for key in ("flow", "confidence"))
-            self.last = (int(frame), ours[k], flow, confidence)
+            if "flow" in compact:  # read only where the frames have neighbours
+                flow, confidence = (compact[key][k].astype(np.float32) for key in ("flow", "confidence"))
+                self.last = (int(frame), ours[k], flow, confidence)
             if start + k in keep:
                 self.kept[start + k] = (real[k], ours[k])
 
@@ -142,9 +143,10 @@ def score_renders(
     score them: SSIM/PSNR (frame and person box), Robust-SSIM/PSNR over the ``robust`` positions,
     E_temp over adjacent frames, and LPIPS for the first renderer."""
     tallies = {name: _Tally() for name in draws}
+    adjacent = bool(np.any(np.diff(index) == 1))  # E_temp needs the flow only between neighbours
     for start in range(0, len(index), EVAL_CHUNK):
         frames = index[start : start + EVAL_CHUNK]
-        compact = data.frames(frames)
+        compact = data.frames(frames, flow=adjacent)
         for position, (name, draw) in enumerate(draws.items()):
             ours = draw(compact)
             tallies[name].add(start, frames, compact, ours, keep if position == 0 else set())

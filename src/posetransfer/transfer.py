@@ -297,11 +297,9 @@ def backdrops(spec: str, driving_dir: Path, resolution: int) -> Backdrop:
         if image is None:
             raise ConfigError("transfer.background: cannot read this image", path)
         return _square(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), resolution)[None]
-    frames = (_square(image, resolution) for image in looped_frames(path))
-    try:
-        first = next(frames)  # an empty video fails here, before anything is written
-    except NoPersonError:
-        raise ConfigError("transfer.background: the video has no frames", path) from None
+    empty = ConfigError("transfer.background: the video has no frames", path)
+    frames = (_square(image, resolution) for image in looped_frames(path, empty))
+    first = next(frames)  # an empty video fails here, before anything is written
     return itertools.chain([first], frames)
 
 
@@ -354,15 +352,16 @@ def side_by_side(driving: np.ndarray, skeleton: np.ndarray, result: np.ndarray) 
         )
 
 
-def looped_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """The frames of a video, again and again (the target's original frames repeat if fewer)."""
+def looped_frames(path: str | Path, empty: Exception) -> Iterator[np.ndarray]:
+    """The frames of a video, again and again (a shorter video repeats); ``empty`` is raised if it
+    has none."""
     while True:
         count = 0
         for image in video.read_frames(path):
             count += 1
             yield image
         if count == 0:
-            raise NoPersonError("the target's video has no frames to paste into", path)
+            raise empty
 
 
 def paste_back(ours: np.ndarray, original: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
@@ -450,7 +449,8 @@ def run(
         videos = [stack.enter_context(video.H264Writer(out_video, fps, crf=20))]
         if pasted_video is not None:
             videos.append(stack.enter_context(video.H264Writer(pasted_video, fps, crf=20)))
-            originals = looped_frames(target_video)
+            empty = NoPersonError("the target's video has no frames to paste into", target_video)
+            originals = looped_frames(target_video, empty)
         chunks = range(0, len(keypoints), CHUNK)
         for start in progress(chunks, len(chunks), "render", unit="chunk"):
             frames = slice(start, start + CHUNK)
